@@ -1,0 +1,47 @@
+"""segrefine_plugins: CascadePSP and CRM segmentation refiners for MMSegmentation and Detectron2.
+
+Core API (torch, numpy and OpenCV only)::
+
+    from segrefine_plugins import build_refiner
+    refiner = build_refiner(dict(type='CascadePSP', checkpoint='model.pth'), device='cpu')
+    prob = refiner.refine(image, mask)   # (H, W, 3) uint8 RGB, (H, W) mask -> (H, W) float32
+"""
+from __future__ import annotations
+
+import os
+import runpy
+from typing import Any, Mapping, Union
+
+from .registry import REFINERS
+from .inference.base import Refiner
+
+__version__ = '0.1.0'
+__all__ = ['build_refiner', 'Refiner', 'REFINERS', '__version__']
+
+
+def load_config_file(path: Union[str, os.PathLike], key: str = 'refiner') -> dict:
+    """Read the dict named ``key`` from a Python config file (mmengine-style, plain Python)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'config file not found: {path!r}')
+    namespace = runpy.run_path(path)
+    if key not in namespace or not isinstance(namespace[key], Mapping):
+        raise ValueError(f'config file {path!r} defines no dict named {key!r}')
+    return dict(namespace[key])
+
+
+def build_refiner(cfg: Union[Mapping[str, Any], str, os.PathLike], **overrides: Any) -> Refiner:
+    """Build a refiner from a config dict or the path of a Python config file.
+
+    Args:
+        cfg: ``dict(type='CascadePSP' | 'CRM', checkpoint=..., ...)`` (the refiner's keyword
+            arguments), or the path of a ``.py`` file that defines ``refiner = dict(...)``.
+        **overrides: keyword arguments that replace the config's (e.g. ``device='cuda'``).
+    """
+    from . import inference  # noqa: F401  (registers the refiners)
+
+    if isinstance(cfg, (str, os.PathLike)):
+        cfg = load_config_file(cfg)
+    cfg = dict(cfg)
+    cfg.update(overrides)
+    return REFINERS.build(cfg)

@@ -1,0 +1,190 @@
+"""The ``Refiner`` interface: input checks and conversions, once, for every refiner.
+
+A refiner maps an image and a coarse mask of one object to a probability map:
+
+    prob = refiner.refine(image, mask)
+    # image: (H, W, 3) uint8, RGB (BGR with bgr=True)
+    # mask:  (H, W) bool, uint8 in 0..255, or float in [0, 1]
+    # prob:  (H, W) float32 in [0, 1]
+
+Subclasses implement :meth:`Refiner._refine` on prepared tensors and never see raw input.
+"""
+from __future__ import annotations
+
+import abc
+import contextlib
+from typing import Iterator, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+#: ImageNet statistics both published models normalise with (RGB order).
+IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+ArrayOrTensor = Union[np.ndarray, torch.Tensor]
+
+
+def check_image(image: np.ndarray, name: str = 'image') -> np.ndarray:
+    """Validate an (H, W, 3) uint8 array; returns it unchanged.
+
+    Grayscale, RGBA and 16-bit images are rejected here: convert them explicitly with
+    :func:`segrefine_plugins.io.to_rgb_uint8` (which documents its rules).
+    """
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f'{name} must be a numpy array, got {type(image).__name__}')
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(
+            f'{name} must be HxWx3 (RGB), got shape {image.shape}; convert grayscale / RGBA '
+            f'with segrefine_plugins.io.to_rgb_uint8')
+    if image.dtype != np.uint8:
+        raise ValueError(
+            f'{name} must be uint8, got {image.dtype}; convert 16-bit or float images with '
+            f'segrefine_plugins.io.to_rgb_uint8')
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f'{name} is empty: shape {image.shape}')
+    return image
+
+
+def mask_to_uint8(mask: ArrayOrTensor, shape: Tuple[int, int], name: str = 'mask') -> np.ndarray:
+    """Convert a mask to the canonical (H, W) uint8 0..255 form the published code takes.
+
+    * bool: True -> 255.
+    * uint8: taken as 0..255. A uint8 mask whose values are all in {0, 1} (and not all 0) is
+      rejected: it is almost surely a 0/1 label mask that would read as empty; pass
+      ``mask.astype(bool)``.
+    * float (16/32/64): values must be finite and in [0, 1]; mapped to round(m * 255).
+
+    Raises ValueError on other dtypes, wrong shapes or values.
+    """
+    if isinstance(mask, torch.Tensor):
+        mask = mask.detach().cpu().numpy()
+    if not isinstance(mask, np.ndarray):
+        raise ValueError(f'{name} must be a numpy array, got {type(mask).__name__}')
+    if mask.ndim == 3 and mask.shape[2] == 1:
+        mask = mask[:, :, 0]
+    if mask.ndim != 2:
+        raise ValueError(f'{name} must be HxW, got shape {mask.shape}')
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(f'{name} size {mask.shape[0]}x{mask.shape[1]} differs from the image '
+                         f'size {shape[0]}x{shape[1]}')
+    if mask.dtype == np.bool_:
+        return mask.astype(np.uint8) * 255
+    if mask.dtype == np.uint8:
+        if mask.max(initial=0) == 1:
+            raise ValueError(f'{name} is uint8 with values only in {{0, 1}}; uint8 masks are '
+                             f'read as 0..255 (foreground > 127). Pass mask.astype(bool).')
+        return mask
+    if np.issubdtype(mask.dtype, np.floating):
+        if not np.all(np.isfinite(mask)):
+            raise ValueError(f'{name} has non-finite values (nan / inf)')
+        lo, hi = float(mask.min()), float(mask.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f'float {name} must be in [0, 1], got range [{lo}, {hi}]')
+        return np.rint(mask.astype(np.float32) * 255.0).astype(np.uint8)
+    raise ValueError(f'{name} dtype {mask.dtype} is not supported: use bool, uint8 (0..255) '
+                     f'or float (0..1)')
+
+
+class Refiner(abc.ABC):
+    """Base class of all refiners (numpy in / numpy out, plus a tensor variant).
+
+    Args:
+        device: torch device the model runs on.
+        precision: 'fp32' (default, parity), 'bf16' or 'fp16' autocast. Half precision halves
+            activation memory and is faster on GPUs; it changes the numbers slightly.
+        bgr: the images given are BGR (OpenCV order); they are flipped to RGB once.
+    """
+
+    def __init__(self, device: Union[str, torch.device] = 'cpu', precision: str = 'fp32',
+                 bgr: bool = False) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f'precision must be one of {sorted(PRECISIONS)}, got {precision!r}')
+        self.device = torch.device(device)
+        self.precision = precision
+        self.bgr = bool(bgr)
+        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+
+    # ------------------------------------------------------------------ public API
+    def refine(self, image: np.ndarray, mask: ArrayOrTensor) -> np.ndarray:
+        """Refine one object's mask.
+
+        Args:
+            image: (H, W, 3) uint8, RGB (BGR if ``bgr=True``).
+            mask: (H, W) bool, uint8 0..255 or float 0..1, the coarse mask.
+
+        Returns:
+            (H, W) float32 probabilities in [0, 1]. An empty mask (no pixel > 127 of 255)
+            gives all zeros, as the published evaluation does.
+        """
+        check_image(image)
+        mask_u8 = mask_to_uint8(mask, image.shape[:2])
+        img = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
+        prob = self._run(img.permute(2, 0, 1), torch.from_numpy(mask_u8).to(self.device))
+        return prob.float().cpu().numpy()
+
+    def refine_tensor(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Tensor variant of :meth:`refine`.
+
+        Args:
+            image: (3, H, W) uint8 tensor, RGB (BGR if ``bgr=True``), any device.
+            mask: (H, W) bool / uint8 0..255 / float 0..1 tensor.
+
+        Returns:
+            (H, W) float32 tensor in [0, 1] on the refiner's device.
+        """
+        if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3:
+            raise ValueError(f'image must be a (3, H, W) tensor, got '
+                             f'{getattr(image, "shape", type(image).__name__)}')
+        if image.dtype != torch.uint8:
+            raise ValueError(f'image must be uint8, got {image.dtype}')
+        if not isinstance(mask, torch.Tensor):
+            raise ValueError(f'mask must be a tensor, got {type(mask).__name__}')
+        shape = tuple(image.shape[1:])
+        if mask.dtype in (torch.bool, torch.uint8) and mask.dim() == 2 and tuple(mask.shape) == shape:
+            mask_u8 = mask.to(torch.uint8) * 255 if mask.dtype == torch.bool else mask
+            if mask.dtype == torch.uint8 and int(mask.max()) == 1:
+                mask_to_uint8(mask.cpu().numpy(), shape)  # raises the documented error
+        else:
+            mask_u8 = torch.from_numpy(mask_to_uint8(mask, shape))
+        return self._run(image.to(self.device), mask_u8.to(self.device)).float()
+
+    # ------------------------------------------------------------------ internals
+    def normalize(self, image_chw_u8: torch.Tensor) -> torch.Tensor:
+        """(3, H, W) uint8 -> (1, 3, H, W) float32, /255 then ImageNet mean / std (RGB)."""
+        x = image_chw_u8.unsqueeze(0).float()
+        if self.bgr:
+            x = x.flip(1)
+        return (x / 255.0 - self._mean) / self._std
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        """Autocast context for the chosen precision (no-op for fp32)."""
+        dtype: Optional[torch.dtype] = PRECISIONS[self.precision]
+        if dtype is None:
+            yield
+        else:
+            with torch.autocast(device_type=self.device.type, dtype=dtype):
+                yield
+
+    def _run(self, image_chw_u8: torch.Tensor, mask_u8: torch.Tensor) -> torch.Tensor:
+        if not bool((mask_u8 > 127).any()):
+            return torch.zeros(mask_u8.shape, dtype=torch.float32, device=self.device)
+        with torch.inference_mode():
+            prob = self._refine(self.normalize(image_chw_u8), mask_u8)
+        return prob.float().clamp_(0.0, 1.0)
+
+    @abc.abstractmethod
+    def _refine(self, image: torch.Tensor, mask_u8: torch.Tensor) -> torch.Tensor:
+        """Refine prepared inputs.
+
+        Args:
+            image: (1, 3, H, W) float32, normalised with ImageNet statistics, RGB, on device.
+            mask_u8: (H, W) uint8 0..255 on device, not empty.
+
+        Returns:
+            (H, W) float probabilities in [0, 1] on device.
+        """
