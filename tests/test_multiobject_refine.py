@@ -1,0 +1,390 @@
+"""refine_label_map / refine_segments (segrefine_plugins.multiobject.refine).
+
+Most tests use small deterministic refiners defined here (subclasses of our own Refiner
+interface): ``ColourRefiner`` gives each pixel the probability that its colour is the object's
+median colour, so it moves a wrong boundary onto the true colour edge, like a real refiner
+would. One test per published model runs the real refiner on a small 2-class image.
+"""
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from segrefine_plugins import REFINERS, build_refiner
+from segrefine_plugins.inference.base import IMAGENET_MEAN, IMAGENET_STD, Refiner
+from segrefine_plugins.multiobject import (label_map_rois, refine_label_map, refine_segments,
+                                           segments_to_id_map)
+
+COLOURS = {0: (40, 160, 40), 3: (200, 40, 40), 5: (40, 40, 200), 17: (220, 220, 60),
+           200: (140, 60, 160), 255: (10, 10, 10), 9: (255, 255, 255)}
+
+
+class RecordingRefiner(Refiner):
+    """Records every call and fails loudly on an empty mask (the pipeline must never send one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: List[Tuple[Tuple[int, int], int]] = []
+
+    def refine(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        assert mask.dtype == np.bool_ and mask.any(), 'empty or non-bool mask sent to refiner'
+        self.calls.append((image.shape[:2], int(mask.sum())))
+        return super().refine(image, mask)
+
+
+class ColourRefiner(RecordingRefiner):
+    """prob = exp(-|c - median colour of the mask|^2 / (2 sigma^2)), colours in [0, 1]."""
+
+    sigma = 0.12
+
+    def _refine(self, image: torch.Tensor, mask_u8: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        rgb = image[0] * std + mean
+        fg = rgb[:, mask_u8 > 127].median(dim=1).values.view(3, 1, 1)
+        return torch.exp(-((rgb - fg) ** 2).sum(0) / (2 * self.sigma ** 2))
+
+
+class BlurRefiner(RecordingRefiner):
+    """prob = the mask box-blurred with a 9x9 window (soft, decreasing across edges)."""
+
+    def _refine(self, image: torch.Tensor, mask_u8: torch.Tensor) -> torch.Tensor:
+        m = (mask_u8 > 127).float()[None, None]
+        return F.avg_pool2d(m, 9, stride=1, padding=4, count_include_pad=False)[0, 0]
+
+
+def paint(labels: np.ndarray, noise_seed: int = 0) -> np.ndarray:
+    """An RGB image whose colours follow ``labels`` (plus a little noise)."""
+    image = np.zeros(labels.shape + (3,), dtype=np.float32)
+    for c, colour in COLOURS.items():
+        image[labels == c] = colour
+    rng = np.random.default_rng(noise_seed)
+    image += rng.normal(0, 4, image.shape)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def scene() -> np.ndarray:
+    """True labels: class 0 background, 3 (a box), 5 (the bottom band, touches 3 borders)."""
+    labels = np.zeros((72, 96), dtype=np.uint8)
+    labels[10:40, 12:50] = 3
+    labels[44:72, :] = 5
+    return labels
+
+
+def shifted(labels: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """A coarse prediction: the true map shifted (the edge rows / columns repeated)."""
+    out = np.roll(labels, (dy, dx), axis=(0, 1))
+    if dy > 0:
+        out[:dy] = out[dy]
+    if dx > 0:
+        out[:, :dx] = out[:, dx:dx + 1]
+    return out
+
+
+def naive_fusion(start: np.ndarray, pieces: Sequence[Tuple[int, tuple, np.ndarray, float]]):
+    """The modified argmax written plainly with full-size arrays."""
+    labels, conf = start.copy(), np.full(start.shape, 0.5, np.float32)
+    for cls, (y0, y1, x0, x1), prob, scale in pieces:
+        full = np.zeros(start.shape, np.float32)
+        full[y0:y1, x0:x1] = prob.astype(np.float32) * np.float32(scale)
+        win = full > conf
+        labels[win], conf[win] = cls, full[win]
+    return labels, conf
+
+
+# ----------------------------------------------------------------------------- label maps
+def test_no_objects_returns_an_unchanged_copy():
+    refiner = ColourRefiner()
+    labels = np.full((40, 50), 255, np.uint8)
+    res = refine_label_map(paint(labels), labels, refiner, return_confidence=True)
+    assert res.labels is not labels and (res.labels == 255).all() and res.rois == []
+    assert (res.confidence == 0.5).all() and refiner.calls == []
+    labels = scene()           # every class is <= min_area pixels of a tiny threshold image
+    res = refine_label_map(paint(labels), labels, refiner, min_area=labels.size)
+    np.testing.assert_array_equal(res.labels, labels)
+    assert res.confidence is None and refiner.calls == []
+
+
+def test_shifted_boundaries_are_corrected():
+    truth = scene()
+    coarse = shifted(truth, 2, 2)
+    refiner = ColourRefiner()
+    res = refine_label_map(paint(truth), coarse, refiner, min_area=100, return_confidence=True)
+    before, after = int((coarse != truth).sum()), int((res.labels != truth).sum())
+    assert before > 400 and after <= before // 20
+    assert res.labels.dtype == np.uint8
+    assert sorted({c for c, _ in res.rois}) == [0, 3, 5]
+    assert len(refiner.calls) == len(res.rois)
+    assert res.confidence.dtype == np.float32 and res.confidence.min() >= 0.5
+
+
+def test_class_touching_the_border_is_refined_in_a_clipped_roi():
+    truth = scene()                       # class 5 touches left, right and bottom borders
+    coarse = shifted(truth, -4, 0)        # too high by 4 rows: 5 must give rows back to 0
+    coarse[-4:] = 5
+    res = refine_label_map(paint(truth), coarse, ColourRefiner(), min_area=100)
+    (box,) = [b for c, b in res.rois if c == 5]
+    assert box[1] == 72 and box[2] == 0 and box[3] == 96
+    np.testing.assert_array_equal(res.labels[40:72], truth[40:72])
+
+
+def test_overlapping_rois_follow_the_modified_argmax():
+    labels = np.zeros((60, 60), dtype=np.int32)
+    labels[:, 30:] = 3                    # two halves: their padded ROIs overlap
+    refiner = BlurRefiner()
+    res = refine_label_map(paint(labels), labels, refiner, min_area=10, return_confidence=True)
+    (b0,), (b3,) = [[b for c, b in res.rois if c == k] for k in (0, 3)]
+    assert b0[3] > b3[2]                  # the ROIs overlap
+    image = paint(labels)
+    pieces = [(roi.label, roi.box, BlurRefiner().refine(
+        image[roi.box[0]:roi.box[1], roi.box[2]:roi.box[3]], roi.mask), 1.0)
+        for roi in label_map_rois(labels, min_area=10)]
+    want_labels, want_conf = naive_fusion(labels, pieces)
+    np.testing.assert_array_equal(res.labels, want_labels)
+    np.testing.assert_allclose(res.confidence, want_conf, atol=1e-6)
+
+
+def test_one_pixel_class():
+    labels = np.zeros((40, 40), dtype=np.uint8)
+    labels[20, 20] = 9
+    image = paint(labels)
+    # the published even kernel erodes a one-pixel component away: 9 is never refined ...
+    res = refine_label_map(image, labels, ColourRefiner(), min_area=0)
+    assert [c for c, _ in res.rois] == [0] and res.labels[20, 20] == 9   # ... 0 does not want it
+    # with an odd (symmetric) kernel it is refined in a 1x1 ROI and keeps its pixel
+    refiner = ColourRefiner()
+    res = refine_label_map(image, labels, refiner, min_area=0, kernel_size=11)
+    assert (9, (20, 21, 20, 21)) in res.rois and ((1, 1), 1) in refiner.calls
+    np.testing.assert_array_equal(res.labels, labels)
+    # a one-pixel class with its neighbour's colour is claimed by the refined neighbour
+    res = refine_label_map(paint(np.zeros_like(labels)), labels, ColourRefiner(), min_area=0)
+    assert (res.labels == 0).all()
+
+
+def test_ignore_index():
+    truth = scene()
+    truth[0:8, 60:96] = 255
+    coarse = shifted(truth, 2, 2)
+    res = refine_label_map(paint(truth), coarse, ColourRefiner(), min_area=50)
+    assert 255 not in {c for c, _ in res.rois}
+    # ignored pixels with their own colour stay ignored; refined classes do not take them
+    np.testing.assert_array_equal(res.labels[2:8, 62:96], coarse[2:8, 62:96])
+    res = refine_label_map(paint(truth), coarse, ColourRefiner(), min_area=50,
+                           ignore_index=None)
+    assert 255 in {c for c, _ in res.rois}
+    assert int((res.labels != truth).sum()) < int((coarse != truth).sum()) // 10
+
+
+def test_class_ids_with_gaps_and_dtypes():
+    truth = scene()
+    truth[10:40, 60:90] = 200
+    truth[45:52, 0:30] = 17
+    coarse = shifted(truth, 2, -3)
+    res = refine_label_map(paint(truth), coarse, ColourRefiner(), min_area=50)
+    assert set(np.unique(res.labels)) <= {0, 3, 5, 17, 200}
+    assert int((res.labels != truth).sum()) < int((coarse != truth).sum()) // 10
+    # the same map as int64 with negative ids and ignore -1
+    remap = {0: -5, 3: 3, 5: 1000, 17: 17, 200: -1}
+    coarse64 = np.vectorize(remap.get)(coarse).astype(np.int64)
+    res64 = refine_label_map(paint(truth), coarse64, ColourRefiner(), min_area=50,
+                             ignore_index=-1)
+    assert res64.labels.dtype == np.int64 and -1 not in {c for c, _ in res64.rois}
+    assert set(np.unique(res64.labels)) <= set(remap.values())
+
+
+def test_classes_and_stuff_options():
+    truth = scene()
+    coarse = shifted(truth, 2, 2)
+    image = paint(truth)
+    res = refine_label_map(image, coarse, ColourRefiner(), min_area=100, classes=[3, 42])
+    assert {c for c, _ in res.rois} == {3}
+    changed = res.labels != coarse
+    assert changed.any() and ((res.labels[changed] == 3) | (coarse[changed] == 3)).all()
+    res = refine_label_map(image, coarse, ColourRefiner(), min_area=100, stuff_classes=[0],
+                           return_confidence=True)
+    won_by_0 = (res.labels == 0) & (res.confidence > 0.5)
+    assert won_by_0.any() and res.confidence[won_by_0].max() <= 0.51 + 1e-6
+    with pytest.raises(ValueError, match='stuff_scale'):
+        refine_label_map(image, coarse, ColourRefiner(), stuff_scale=0)
+
+
+def test_deterministic():
+    truth = scene()
+    coarse = shifted(truth, 2, 2)
+    a = refine_label_map(paint(truth), coarse, ColourRefiner(), min_area=100,
+                         return_confidence=True)
+    b = refine_label_map(paint(truth), coarse, ColourRefiner(), min_area=100,
+                         return_confidence=True)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.confidence, b.confidence)
+    assert a.rois == b.rois
+
+
+def test_label_map_bad_input():
+    labels = scene()
+    image = paint(labels)
+    refiner = ColourRefiner()
+    with pytest.raises(ValueError, match='integer'):
+        refine_label_map(image, labels.astype(np.float32), refiner)
+    with pytest.raises(ValueError, match='integer'):
+        refine_label_map(image, labels.astype(bool), refiner)
+    with pytest.raises(ValueError, match='differs'):
+        refine_label_map(image, labels[:-1], refiner)
+    with pytest.raises(ValueError, match='uint8'):
+        refine_label_map(image.astype(np.float32), labels, refiner)
+    with pytest.raises(ValueError, match='refiner'):
+        refine_label_map(image, labels, object())
+    with pytest.raises(ValueError, match='min_area'):
+        refine_label_map(image, labels, refiner, min_area=-1)
+
+
+# ----------------------------------------------------------------------------- segments
+def instances() -> Tuple[np.ndarray, np.ndarray]:
+    """True labels with two objects (3, 17) on background 0, and their coarse masks."""
+    truth = np.zeros((64, 80), dtype=np.uint8)
+    truth[8:30, 10:40] = 3
+    truth[30:56, 44:72] = 17
+    coarse = shifted(truth, 3, 3)
+    return truth, np.stack([coarse == 3, coarse == 17])
+
+
+def test_segments_fused_into_an_id_map():
+    truth, masks = instances()
+    image = paint(truth)
+    res = refine_segments(image, masks, ColourRefiner(), ids=[7, 9],
+                          fallback=np.zeros(truth.shape, np.int64))
+    want = np.select([truth == 3, truth == 17], [7, 9], 0)
+    before = segments_to_id_map(masks, [7, 9])
+    assert res.id_map.dtype == np.int64 and res.ids == [7, 9]
+    assert int((res.id_map != want).sum()) <= int((before != want).sum()) // 10
+    np.testing.assert_array_equal(res.masks, np.stack([res.id_map == 7, res.id_map == 9]))
+    assert [i for i, _ in res.rois] == [0, 1] and res.probs is None
+    # the default fallback (the input id map) lets segments grow but not shrink
+    grown = refine_segments(image, masks, ColourRefiner(), ids=[7, 9])
+    assert (grown.id_map[before == 7] == 7).all()
+
+
+def test_segments_fused_stuff_scale_matches_naive_fusion():
+    truth, masks = instances()
+    image = paint(truth)
+    res = refine_segments(image, masks, BlurRefiner(), is_stuff=[True, False], roi_padding=0.5)
+    pieces = []
+    for (i, box), scale in zip(res.rois, (0.51, 1.0)):
+        y0, y1, x0, x1 = box
+        pieces.append((i + 1, box, BlurRefiner().refine(image[y0:y1, x0:x1],
+                                                         masks[i][y0:y1, x0:x1]), scale))
+    want_ids, want_conf = naive_fusion(segments_to_id_map(masks, [1, 2]), pieces)
+    np.testing.assert_array_equal(res.id_map, want_ids)
+    np.testing.assert_allclose(res.confidence, want_conf, atol=1e-6)
+
+
+def test_segments_separately():
+    truth, masks = instances()
+    overlap = masks.copy()
+    overlap[1, 20:40, 20:50] = True      # instances may overlap when not fused
+    res = refine_segments(paint(truth), overlap, ColourRefiner(), fuse=False, return_probs=True)
+    assert res.id_map is None and res.masks.shape == overlap.shape
+    assert int((res.masks[0] != (truth == 3)).sum()) < int((overlap[0] != (truth == 3)).sum()) // 5
+    assert res.probs.shape == overlap.shape and res.probs.dtype == np.float32
+    y0, y1, x0, x1 = res.rois[0][1]
+    outside = np.ones(truth.shape, bool)
+    outside[y0:y1, x0:x1] = False
+    assert (res.probs[0][outside] == 0).all()
+    # a skipped segment (min_area) keeps its input mask
+    res = refine_segments(paint(truth), overlap, ColourRefiner(), fuse=False,
+                          min_area=int(overlap[0].sum()))
+    np.testing.assert_array_equal(res.masks[0], overlap[0])
+    assert [i for i, _ in res.rois] == [1]
+
+
+def test_segments_default_fallback_earlier_mask_wins():
+    masks = np.zeros((2, 10, 10), dtype=bool)
+    masks[0, 2:6, 2:6] = True
+    masks[1, 4:8, 4:8] = True
+    id_map = segments_to_id_map(masks, [4, 8], background_id=-1)
+    assert id_map[5, 5] == 4 and id_map[7, 7] == 8 and id_map[0, 0] == -1
+
+
+def test_segments_split_components_and_no_segments():
+    truth, masks = instances()
+    both = np.zeros(truth.shape, dtype=bool)
+    both[5:25, 5:30] = True
+    both[40:60, 50:75] = True
+    res = refine_segments(paint(truth), both[None], ColourRefiner(), split_components=True,
+                          kernel_size=11, min_area=20)
+    assert len(res.rois) == 2 and {i for i, _ in res.rois} == {0}
+    empty = refine_segments(paint(truth), np.zeros((0,) + truth.shape, bool), ColourRefiner())
+    assert (empty.id_map == 0).all() and empty.masks.shape == (0,) + truth.shape
+    assert empty.rois == []
+
+
+def test_segments_bad_input():
+    truth, masks = instances()
+    image = paint(truth)
+    refiner = ColourRefiner()
+    with pytest.raises(ValueError, match='bool'):
+        refine_segments(image, masks.astype(np.uint8), refiner)
+    with pytest.raises(ValueError, match=r'\(N, H, W\)'):
+        refine_segments(image, masks[0], refiner)
+    with pytest.raises(ValueError, match='distinct'):
+        refine_segments(image, masks, refiner, ids=[3, 3])
+    with pytest.raises(ValueError, match='background_id'):
+        refine_segments(image, masks, refiner, ids=[0, 3])
+    with pytest.raises(ValueError, match='entries'):
+        refine_segments(image, masks, refiner, is_stuff=[True])
+    with pytest.raises(ValueError, match='fallback'):
+        refine_segments(image, masks, refiner, fallback=np.zeros((5, 5), np.int64))
+    with pytest.raises(ValueError, match='differs'):
+        refine_segments(image, masks[:, :-1], refiner)
+    with pytest.raises(ValueError, match='min_area'):
+        refine_segments(image, masks[:0], refiner, min_area=-1)    # checked even with N = 0
+
+
+# ----------------------------------------------------------------------------- real refiners
+class Recorder:
+    """Wraps a refiner (duck-typed: only ``.refine`` is needed) and keeps what it returned."""
+
+    def __init__(self, refiner: Refiner) -> None:
+        self.refiner = refiner
+        self.outputs: List[Tuple[np.ndarray, np.ndarray]] = []
+
+    def refine(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        prob = self.refiner.refine(image, mask)
+        self.outputs.append((mask.copy(), prob.copy()))
+        return prob
+
+
+def real_refiner(name: str, checkpoint, **kwargs) -> Refiner:
+    import segrefine_plugins.inference  # noqa: F401  (registers the refiners)
+    if name not in REFINERS:
+        pytest.skip(f'the {name} refiner is not implemented yet')
+    return build_refiner(dict(type=name, checkpoint=str(checkpoint), **kwargs))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name,kwargs', [('CascadePSP', dict(L=80, fast=True)), ('CRM', {})])
+def test_real_refiner_on_a_two_class_image(name, kwargs, request):
+    weights = request.getfixturevalue('cascadepsp_weights' if name == 'CascadePSP'
+                                      else 'crm_weights')
+    recorder = Recorder(real_refiner(name, weights, **kwargs))
+    truth = np.zeros((32, 40), dtype=np.uint8)
+    truth[6:26, 8:30] = 3
+    coarse = shifted(truth, 2, 2)
+    image = paint(truth)
+    res = refine_label_map(image, coarse, recorder, min_area=50, return_confidence=True)
+    assert [c for c, _ in res.rois] == [0, 3] and len(recorder.outputs) == 2
+    assert res.labels.shape == truth.shape and res.labels.dtype == np.uint8
+    assert set(np.unique(res.labels)) <= {0, 3}
+    pieces = []
+    for roi, (mask, prob) in zip(label_map_rois(coarse, min_area=50), recorder.outputs):
+        np.testing.assert_array_equal(mask, roi.mask)
+        assert prob.dtype == np.float32 and 0 <= prob.min() and prob.max() <= 1
+        assert 0 < prob.mean() < 1                       # a real, non-constant answer
+        pieces.append((roi.label, roi.box, prob, 1.0))
+    want_labels, want_conf = naive_fusion(coarse, pieces)
+    np.testing.assert_array_equal(res.labels, want_labels)
+    np.testing.assert_allclose(res.confidence, want_conf, atol=1e-6)
