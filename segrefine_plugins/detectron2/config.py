@@ -1,0 +1,121 @@
+"""``MODEL.SEGREFINE.*``: the config keys of the detectron2 integration.
+
+    from detectron2.config import get_cfg
+    from segrefine_plugins.detectron2 import add_segrefine_config
+    cfg = get_cfg()
+    add_segrefine_config(cfg)
+    cfg.merge_from_file('configs/detectron2/panoptic_fpn_R_50_1x_crm.yaml')
+
+The refiner itself is built by :func:`build_refiner_from_cfg` with
+:func:`segrefine_plugins.build_refiner`.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from .. import build_refiner, load_config_file
+from ..inference.base import Refiner
+
+#: Values accepted by ``MODEL.SEGREFINE.IMAGE_SOURCE``.
+IMAGE_SOURCES = ('auto', 'input', 'file')
+
+
+def add_segrefine_config(cfg: Any) -> None:
+    """Add ``MODEL.SEGREFINE`` (with defaults) to a detectron2 ``CfgNode``, in place.
+
+    Every key is commented below; the defaults are the published multi-object protocol
+    (REFERENCE.md section 4) with the refiners' own defaults.
+    """
+    from detectron2.config import CfgNode as CN
+
+    if 'SEGREFINE' in cfg.MODEL:
+        return
+    _C = CN()
+    # Master switch: False makes SegRefineWrapper return the inner model's outputs untouched.
+    _C.ENABLED = True
+    # Meta-architecture the wrapper builds and runs (its weights load as usual: the wrapper's
+    # state dict has exactly the inner model's keys).
+    _C.INNER_META_ARCHITECTURE = 'PanopticFPN'
+
+    _C.REFINER = CN()
+    # Refiner type in segrefine_plugins' registry: 'CascadePSP' or 'CRM'; '' = the CONFIG
+    # file's type, or 'CRM' without a CONFIG file.
+    _C.REFINER.TYPE = ''
+    # Refiner checkpoint (the published file or a segrefine one); '' = the refiner's default.
+    _C.REFINER.CHECKPOINT = ''
+    # Optional Python config file defining `refiner = dict(type=..., ...)`; when set it is the
+    # base and the keys below that differ from their defaults override it.
+    _C.REFINER.CONFIG = ''
+    # CascadePSP: long side L of the global step (published 900); 0 = the refiner's default.
+    _C.REFINER.L = 0
+    # CascadePSP: global step only (no local step).
+    _C.REFINER.FAST = False
+    # CRM: the scales of its multi-scale inference, e.g. [0.125, 0.25, 0.5, 1.0]; [] = default.
+    _C.REFINER.SCALES = []
+    # 'fp32' (parity), 'bf16' or 'fp16' autocast.
+    _C.REFINER.PRECISION = 'fp32'
+    # Device of the refiner; '' = MODEL.DEVICE.
+    _C.REFINER.DEVICE = ''
+
+    # ROI of a segment = its bounding box grown by this fraction (published 0.25).
+    _C.ROI_PADDING = 0.25
+    # Segments / instances of <= this many pixels are kept as they are (not refined).
+    _C.MIN_AREA = 0
+    # Multiplier of stuff segments' probabilities in the fusion (published 0.51).
+    _C.STUFF_SCALE = 0.51
+    # Which outputs to refine.
+    _C.REFINE_PANOPTIC = True   # 'panoptic_seg': every segment, things and stuff, fused
+    _C.REFINE_INSTANCES = True  # 'instances': every mask of pred_masks
+    _C.REFINE_SEM_SEG = False   # 'sem_seg': the argmax map, CascadePSP's scene-parsing protocol
+    # Instances are entities (non-overlapping, e.g. EntitySeg): fuse them with the modified
+    # argmax instead of refining every mask on its own.
+    _C.INSTANCES_FUSE = False
+    # Recompute pred_boxes from the refined masks (otherwise the model's boxes are kept).
+    _C.RECOMPUTE_BOXES = False
+    # Threshold that binarises float pred_masks (probabilities) before refinement.
+    _C.MASK_THRESHOLD = 0.5
+    # Image the refiner sees, at the output size (height x width):
+    # 'auto'  = the model input if it already has the output size, else the original file
+    #           (`file_name`) if readable and of that size, else the model input resized back;
+    # 'input' = always the model input, resized back (cv2 INTER_AREA when shrinking, LINEAR
+    #           when enlarging); 'file' = always `file_name` (error when missing).
+    _C.IMAGE_SOURCE = 'auto'
+    cfg.MODEL.SEGREFINE = _C
+
+
+def refiner_config(seg_cfg: Any, default_device: str = 'cpu') -> Dict[str, Any]:
+    """``MODEL.SEGREFINE`` -> the keyword dict :func:`segrefine_plugins.build_refiner` takes."""
+    rcfg = seg_cfg.REFINER
+    out: Dict[str, Any] = load_config_file(rcfg.CONFIG) if rcfg.CONFIG else {}
+    if rcfg.TYPE:
+        out['type'] = rcfg.TYPE
+    out.setdefault('type', 'CRM')
+    if rcfg.CHECKPOINT:
+        out['checkpoint'] = rcfg.CHECKPOINT
+    if int(rcfg.L) > 0:
+        out['L'] = int(rcfg.L)
+    if out.get('type') == 'CascadePSP' and rcfg.FAST:
+        out['fast'] = True
+    if len(rcfg.SCALES):
+        out['scales'] = tuple(float(s) for s in rcfg.SCALES)
+    if rcfg.PRECISION != 'fp32':
+        out['precision'] = rcfg.PRECISION
+    out['device'] = rcfg.DEVICE or out.get('device') or default_device
+    return out
+
+
+def build_refiner_from_cfg(cfg: Any) -> Optional[Refiner]:
+    """Build the refiner named by ``cfg.MODEL.SEGREFINE`` (None when ``ENABLED`` is False).
+
+    Raises:
+        ValueError: the refiner rejects an option (the message names the config keys).
+    """
+    seg = cfg.MODEL.SEGREFINE
+    if not seg.ENABLED:
+        return None
+    kwargs = refiner_config(seg, default_device=cfg.MODEL.DEVICE)
+    try:
+        return build_refiner(kwargs)
+    except TypeError as err:
+        raise ValueError(f'MODEL.SEGREFINE.REFINER gives the refiner options it does not take '
+                         f'({kwargs}): {err}') from err

@@ -1,0 +1,117 @@
+"""Refining detectron2 ``Instances`` masks (instance and entity segmentation).
+
+Each mask of ``pred_masks`` is refined in its bounding box grown by ``roi_padding``
+(:func:`segrefine_plugins.multiobject.refine_segments`):
+
+* instances (may overlap, e.g. Mask R-CNN, PanopticFCN's things): every mask on its own;
+* entities (non-overlapping, e.g. EntitySeg), ``fuse=True``: the modified argmax over all of
+  them, in order (higher-scored first where masks overlap), as for panoptic segments.
+
+Scores, classes, boxes and every other field are kept; the number and order of instances never
+change (a mask the fusion empties stays, empty, with its score). ``recompute_boxes`` replaces
+``pred_boxes`` by the refined masks' boxes (detectron2's ``BitMasks.get_bounding_boxes``
+convention; an empty mask gets (0, 0, 0, 0)).
+"""
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+import numpy as np
+import torch
+
+from ..inference.base import Refiner
+from ..multiobject import refine_segments
+
+
+def masks_to_bool(pred_masks: Any, shape: Tuple[int, int],
+                  mask_threshold: float = 0.5) -> torch.Tensor:
+    """``pred_masks`` (BitMasks, or an (N, H, W) / (N, 1, H, W) tensor) -> (N, H, W) bool.
+
+    Float masks are probabilities: foreground where > ``mask_threshold``. Integer masks:
+    foreground where non-zero.
+
+    Raises:
+        ValueError: another type (e.g. a non-empty list), another shape, or masks of another
+            size than ``shape`` (e.g. Mask R-CNN's 28x28 masks before post-processing).
+    """
+    from detectron2.structures import BitMasks
+
+    masks = pred_masks.tensor if isinstance(pred_masks, BitMasks) else pred_masks
+    if not isinstance(masks, torch.Tensor):
+        raise ValueError(f'pred_masks must be a BitMasks or a tensor, got '
+                         f'{type(pred_masks).__name__}')
+    if masks.dim() == 4 and masks.shape[1] == 1:
+        masks = masks[:, 0]
+    if masks.dim() != 3:
+        raise ValueError(f'pred_masks must be (N, H, W) or (N, 1, H, W), got {tuple(masks.shape)}')
+    if tuple(masks.shape[1:]) != tuple(shape):
+        raise ValueError(f'pred_masks are {masks.shape[1]}x{masks.shape[2]} but the image is '
+                         f'{shape[0]}x{shape[1]} (pass post-processed, full-size masks)')
+    if masks.dtype == torch.bool:
+        return masks
+    if masks.is_floating_point():
+        return masks > mask_threshold
+    return masks != 0
+
+
+def _restore_type(refined: torch.Tensor, like: Any) -> Any:
+    """(N, H, W) bool -> the container / dtype / shape of ``like`` (float and int as 0 / 1)."""
+    from detectron2.structures import BitMasks
+
+    if isinstance(like, BitMasks):
+        return BitMasks(refined.to(like.tensor.device))
+    out = refined.to(device=like.device, dtype=like.dtype)
+    return out[:, None] if like.dim() == 4 else out
+
+
+def refine_instances(image: np.ndarray, instances: Any, refiner: Refiner, *,
+                     roi_padding: float = 0.25, min_area: int = 0, fuse: bool = False,
+                     recompute_boxes: bool = False, mask_threshold: float = 0.5) -> Any:
+    """Refine the masks of a detectron2 ``Instances``.
+
+    Args:
+        image: (H, W, 3) uint8 in the refiner's colour order, the size of the masks.
+        instances: ``Instances`` with ``pred_masks`` (BitMasks or tensor, full size). Without
+            ``pred_masks``, or with no instance (PanopticFCN then stores plain empty lists), it
+            is returned as it is.
+        refiner: a segrefine Refiner.
+        roi_padding, min_area: see :func:`~segrefine_plugins.multiobject.refine_segments`.
+        fuse: entities: fuse the masks into a non-overlapping set (modified argmax).
+        recompute_boxes: replace ``pred_boxes`` by the refined masks' boxes.
+        mask_threshold: binarises float (probability) masks.
+
+    Returns:
+        a new ``Instances`` (same image size and fields; ``pred_masks`` in the input's
+        container, dtype and device).
+
+    Raises:
+        ValueError: see :func:`masks_to_bool`; also when ``instances.image_size`` differs from
+            the image.
+    """
+    from detectron2.structures import BitMasks, Boxes, Instances
+
+    if not instances.has('pred_masks') or len(instances) == 0:
+        return instances
+    shape = tuple(image.shape[:2])
+    if tuple(instances.image_size) != shape:
+        raise ValueError(f'instances.image_size {tuple(instances.image_size)} differs from the '
+                         f'image size {shape}')
+    pred_masks = instances.pred_masks
+    masks = masks_to_bool(pred_masks, shape, mask_threshold).cpu().numpy()
+    res = refine_segments(image, masks, refiner=refiner, min_area=min_area,
+                          roi_padding=roi_padding, fuse=fuse)
+    refined = torch.from_numpy(np.ascontiguousarray(res.masks))
+    out = Instances(instances.image_size)
+    for name, value in instances.get_fields().items():
+        out.set(name, value)
+    out.pred_masks = _restore_type(refined, pred_masks)
+    if recompute_boxes:
+        old = instances.get('pred_boxes') if instances.has('pred_boxes') else None
+        boxes = BitMasks(refined).get_bounding_boxes()
+        if isinstance(old, Boxes):
+            boxes = Boxes(boxes.tensor.to(device=old.tensor.device, dtype=old.tensor.dtype))
+        out.pred_boxes = boxes
+    return out
+
+
+__all__ = ['refine_instances', 'masks_to_bool']

@@ -1,0 +1,293 @@
+"""``SegRefineWrapper``: a detectron2 meta-architecture that refines another one's outputs.
+
+With a yacs config::
+
+    MODEL:
+      META_ARCHITECTURE: SegRefineWrapper
+      SEGREFINE: {INNER_META_ARCHITECTURE: PanopticFPN, REFINER: {TYPE: CRM, CHECKPOINT: ...}}
+
+``build_model(cfg)`` builds the inner meta-architecture from the same config and wraps it;
+``DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)`` loads the inner model's usual weights
+(the wrapper's state dict has exactly the inner model's keys, see below). For models built by
+other means (LazyConfig, your own code): ``model = wrap_model(model, refiner)``.
+
+In eval mode the wrapper runs the inner model, then refines (as configured) ``panoptic_seg``
+(:mod:`.panoptic`), ``instances`` (:mod:`.instances`) and ``sem_seg`` of every output. In
+training mode, or with ``enabled=False`` / no refiner, it returns the inner model's outputs
+untouched (the very same objects).
+
+**Image the refiner sees.** Outputs are at the original size (``height`` x ``width``) while the
+model input ``image`` is usually resized. ``image_source='auto'`` (default) uses the input
+itself when it already has the output size, else the original file (``file_name``, read with
+detectron2's ``read_image``, EXIF orientation applied) when it exists and has the output size
+— refinement gains most from full-resolution detail — else the input resized back
+(``cv2.INTER_AREA`` when shrinking, ``INTER_LINEAR`` when enlarging). ``'input'`` and
+``'file'`` force one source.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY
+
+from ..inference.base import Refiner
+from ..multiobject import refine_label_map
+from .config import IMAGE_SOURCES, build_refiner_from_cfg
+from .instances import refine_instances
+from .panoptic import refine_panoptic
+
+_INNER = 'model.'
+
+
+def _strip_inner_prefix(module: nn.Module, state_dict: Dict[str, Any], prefix: str,
+                        local_metadata: Any) -> None:
+    """state_dict post-hook: ``<prefix>model.X`` -> ``<prefix>X`` (the inner model's layout)."""
+    inner = prefix + _INNER
+    items = list(state_dict.items())
+    for key, _ in items:
+        del state_dict[key]
+    for key, value in items:
+        state_dict[prefix + key[len(inner):] if key.startswith(inner) else key] = value
+
+
+def _add_inner_prefix(module: nn.Module, state_dict: Dict[str, Any], prefix: str, *args: Any) -> None:
+    """load_state_dict pre-hook: accept the inner model's keys (and already prefixed ones)."""
+    inner = prefix + _INNER
+    for key in [k for k in state_dict if k.startswith(prefix) and not k.startswith(inner)]:
+        state_dict[inner + key[len(prefix):]] = state_dict.pop(key)
+
+
+def image_for_refiner(inp: Dict[str, Any], input_format: str = 'BGR',
+                      source: str = 'auto') -> np.ndarray:
+    """The (height, width, 3) uint8 RGB image an output of ``inp`` is to be refined on.
+
+    Args:
+        inp: one detectron2 model input: ``image`` (C, H', W') tensor in ``input_format``,
+            optional ``height`` / ``width`` (output size, default H' x W') and ``file_name``.
+        input_format: the model's ``INPUT.FORMAT``: 'BGR' or 'RGB'.
+        source: 'auto', 'input' or 'file' (see the module docstring).
+
+    Raises:
+        ValueError: another format or source, an image that is not (3, H, W) with values in
+            0..255, or ``source='file'`` without a readable file of the output size.
+    """
+    if source not in IMAGE_SOURCES:
+        raise ValueError(f'image source must be one of {IMAGE_SOURCES}, got {source!r}')
+    if input_format not in ('BGR', 'RGB'):
+        raise ValueError(f'INPUT.FORMAT {input_format!r} is not supported (BGR or RGB)')
+    image = inp.get('image')
+    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f'input "image" must be a (3, H, W) tensor, got '
+                         f'{getattr(image, "shape", type(image).__name__)}')
+    height = int(inp.get('height', image.shape[1]))
+    width = int(inp.get('width', image.shape[2]))
+    same_size = tuple(image.shape[1:]) == (height, width)
+    if source == 'file' or (source == 'auto' and not same_size):
+        from_file = _read_file(inp.get('file_name'), (height, width))
+        if from_file is not None:
+            return from_file
+        if source == 'file':
+            raise ValueError(f'image source "file": no readable file of size {height}x{width} '
+                             f'at file_name={inp.get("file_name")!r}')
+    arr = image.detach().cpu()
+    if arr.dtype != torch.uint8:
+        if not arr.is_floating_point() or float(arr.min()) < 0 or float(arr.max()) > 255:
+            raise ValueError('input "image" must be uint8, or float in 0..255')
+        arr = arr.round()
+    arr = arr.to(torch.uint8).permute(1, 2, 0).numpy()
+    if input_format == 'BGR':
+        arr = arr[:, :, ::-1]
+    if not same_size:
+        shrink = height * width < arr.shape[0] * arr.shape[1]
+        arr = cv2.resize(arr, (width, height),
+                         interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return np.ascontiguousarray(arr)
+
+
+def _read_file(file_name: Optional[str], size: tuple) -> Optional[np.ndarray]:
+    if not file_name or not os.path.isfile(file_name):
+        return None
+    from detectron2.data.detection_utils import read_image
+
+    img = read_image(file_name, format='RGB')
+    if img.ndim != 3 or tuple(img.shape[:2]) != tuple(size):
+        return None
+    return np.ascontiguousarray(img)
+
+
+def wrapper_options(cfg: Any) -> Dict[str, Any]:
+    """``MODEL.SEGREFINE`` -> :class:`SegRefineWrapper`'s keyword arguments (not model / refiner)."""
+    seg = cfg.MODEL.SEGREFINE
+    return dict(enabled=seg.ENABLED, roi_padding=seg.ROI_PADDING, min_area=seg.MIN_AREA,
+                stuff_scale=seg.STUFF_SCALE, refine_panoptic=seg.REFINE_PANOPTIC,
+                refine_instances=seg.REFINE_INSTANCES, refine_sem_seg=seg.REFINE_SEM_SEG,
+                instances_fuse=seg.INSTANCES_FUSE, recompute_boxes=seg.RECOMPUTE_BOXES,
+                mask_threshold=seg.MASK_THRESHOLD, image_source=seg.IMAGE_SOURCE,
+                input_format=cfg.INPUT.FORMAT)
+
+
+def _wrapper_class(cls: type) -> type:
+    if 'SegRefineWrapper' not in META_ARCH_REGISTRY:
+        META_ARCH_REGISTRY.register(cls)
+    return cls
+
+
+@_wrapper_class
+class SegRefineWrapper(nn.Module):
+    """Runs ``model`` and refines its outputs with ``refiner`` (eval mode only).
+
+    Args:
+        model: any detectron2 model (``list[dict] -> list[dict]``).
+        refiner: a segrefine Refiner, or None (no refinement).
+        enabled: False returns the model's outputs untouched.
+        roi_padding, min_area, stuff_scale: the multi-object protocol's options.
+        refine_panoptic, refine_instances, refine_sem_seg: which outputs to refine.
+        instances_fuse: instances are entities (non-overlapping): fuse them.
+        recompute_boxes: recompute ``pred_boxes`` from the refined masks.
+        mask_threshold: binarises float ``pred_masks``.
+        image_source: 'auto', 'input' or 'file' (module docstring).
+        input_format: the model's INPUT.FORMAT ('BGR' / 'RGB'); default: ``model.input_format``
+            when it has one, else 'BGR'.
+
+    ``state_dict()`` / ``load_state_dict()`` use the inner model's keys, so checkpoints of the
+    inner model load into the wrapper and the wrapper's checkpoints into the inner model.
+    Attributes the wrapper lacks are looked up on the inner model (``model.device`` ...).
+    """
+
+    @configurable
+    def __init__(self, *, model: nn.Module, refiner: Optional[Refiner], enabled: bool = True,
+                 roi_padding: float = 0.25, min_area: int = 0, stuff_scale: float = 0.51,
+                 refine_panoptic: bool = True, refine_instances: bool = True,
+                 refine_sem_seg: bool = False, instances_fuse: bool = False,
+                 recompute_boxes: bool = False, mask_threshold: float = 0.5,
+                 image_source: str = 'auto', input_format: Optional[str] = None) -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise ValueError(f'model must be an nn.Module, got {type(model).__name__}')
+        if refiner is not None and not callable(getattr(refiner, 'refine', None)):
+            raise ValueError(f'refiner must be a segrefine Refiner or None, got '
+                             f'{type(refiner).__name__}')
+        if image_source not in IMAGE_SOURCES:
+            raise ValueError(f'image_source must be one of {IMAGE_SOURCES}, got {image_source!r}')
+        self.model = model
+        self.refiner = refiner
+        self.enabled = bool(enabled)
+        self.roi_padding = float(roi_padding)
+        self.min_area = int(min_area)
+        self.stuff_scale = float(stuff_scale)
+        self.refine_panoptic = bool(refine_panoptic)
+        self.refine_instances = bool(refine_instances)
+        self.refine_sem_seg = bool(refine_sem_seg)
+        self.instances_fuse = bool(instances_fuse)
+        self.recompute_boxes = bool(recompute_boxes)
+        self.mask_threshold = float(mask_threshold)
+        self.image_source = image_source
+        self.input_format = input_format or getattr(model, 'input_format', None) or 'BGR'
+        post = getattr(self, 'register_state_dict_post_hook', self._register_state_dict_hook)
+        post(_strip_inner_prefix)
+        self.register_load_state_dict_pre_hook(_add_inner_prefix)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Dict[str, Any]:
+        inner_name = cfg.MODEL.SEGREFINE.INNER_META_ARCHITECTURE
+        if inner_name == 'SegRefineWrapper':
+            raise ValueError('MODEL.SEGREFINE.INNER_META_ARCHITECTURE cannot be SegRefineWrapper')
+        inner_cfg = cfg.clone()
+        inner_cfg.defrost()
+        inner_cfg.MODEL.META_ARCHITECTURE = inner_name
+        inner_cfg.freeze()
+        model = META_ARCH_REGISTRY.get(inner_name)(inner_cfg)
+        return dict(model=model, refiner=build_refiner_from_cfg(cfg), **wrapper_options(cfg))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == 'model':
+                raise
+            return getattr(super().__getattr__('model'), name)
+
+    @property
+    def active(self) -> bool:
+        """Whether forward refines (eval mode, enabled, with a refiner)."""
+        return self.enabled and self.refiner is not None and not self.training
+
+    def forward(self, batched_inputs: List[Dict[str, Any]]) -> Any:
+        outputs = self.model(batched_inputs)
+        if not self.active:
+            return outputs
+        return self.refine_outputs(batched_inputs, outputs)
+
+    def refine_outputs(self, batched_inputs: List[Dict[str, Any]],
+                       outputs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """Refine the inner model's outputs for these inputs (new dicts; inputs untouched).
+
+        Usable on its own, e.g. to evaluate the raw and the refined outputs of one forward.
+        """
+        if self.refiner is None:
+            raise ValueError('this SegRefineWrapper has no refiner')
+        if len(batched_inputs) != len(outputs):
+            raise ValueError(f'{len(batched_inputs)} inputs but {len(outputs)} outputs')
+        return [self._refine_one(inp, out) for inp, out in zip(batched_inputs, outputs)]
+
+    def _refine_one(self, inp: Dict[str, Any], out: Dict[str, Any]) -> Dict[str, Any]:
+        todo = [k for k, on in (('panoptic_seg', self.refine_panoptic),
+                                ('instances', self.refine_instances),
+                                ('sem_seg', self.refine_sem_seg)) if on and k in out]
+        if not todo:
+            return out
+        image = image_for_refiner(inp, self.input_format, self.image_source)
+        if getattr(self.refiner, 'bgr', False):
+            image = np.ascontiguousarray(image[:, :, ::-1])
+        new = dict(out)
+        if 'panoptic_seg' in todo:
+            id_map, infos = out['panoptic_seg']
+            new['panoptic_seg'] = refine_panoptic(
+                image, id_map, infos, self.refiner, roi_padding=self.roi_padding,
+                min_area=self.min_area, stuff_scale=self.stuff_scale)
+        if 'instances' in todo:
+            new['instances'] = refine_instances(
+                image, out['instances'], self.refiner, roi_padding=self.roi_padding,
+                min_area=self.min_area, fuse=self.instances_fuse,
+                recompute_boxes=self.recompute_boxes, mask_threshold=self.mask_threshold)
+        if 'sem_seg' in todo:
+            new['sem_seg'] = self._refine_sem_seg(image, out['sem_seg'])
+        return new
+
+    def _refine_sem_seg(self, image: np.ndarray, scores: torch.Tensor) -> torch.Tensor:
+        """(C, H, W) scores -> one-hot (C, H, W) of the refined argmax (same dtype / device).
+
+        The scores' soft values are not kept: downstream ``argmax`` gives the refined labels.
+        """
+        if not isinstance(scores, torch.Tensor) or scores.dim() != 3 or \
+                tuple(scores.shape[1:]) != tuple(image.shape[:2]):
+            raise ValueError(f'sem_seg must be a (C, H, W) tensor of the image size '
+                             f'{image.shape[:2]}, got {getattr(scores, "shape", None)}')
+        labels = scores.argmax(dim=0).cpu().numpy().astype(np.int64)
+        res = refine_label_map(image, labels, self.refiner, ignore_index=None,
+                               min_area=self.min_area, roi_padding=self.roi_padding)
+        refined = torch.from_numpy(res.labels).to(scores.device)
+        onehot = torch.zeros_like(scores)
+        onehot.scatter_(0, refined[None], 1)
+        return onehot
+
+
+def wrap_model(model: nn.Module, refiner: Optional[Refiner], **options: Any) -> SegRefineWrapper:
+    """Wrap an already built detectron2 model (e.g. from a LazyConfig).
+
+    ``options`` are :class:`SegRefineWrapper`'s keyword arguments (``roi_padding``,
+    ``refine_instances``, ``instances_fuse``, ...). The wrapper keeps the model's train / eval
+    mode.
+    """
+    wrapped = SegRefineWrapper(model=model, refiner=refiner, **options)
+    return wrapped.train(model.training)
+
+
+__all__ = ['SegRefineWrapper', 'wrap_model', 'wrapper_options', 'image_for_refiner']

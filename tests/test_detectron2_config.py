@@ -1,0 +1,97 @@
+"""MODEL.SEGREFINE config keys, the shipped yaml overlays and refiner construction."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip('detectron2', reason='detectron2 is not installed (make setup installs it)')
+pytestmark = pytest.mark.detectron2
+
+from detectron2 import model_zoo  # noqa: E402
+from detectron2.config import get_cfg  # noqa: E402
+
+from segrefine_plugins.detectron2 import (add_segrefine_config, build_refiner_from_cfg,  # noqa: E402
+                                          refiner_config)
+
+REPO = Path(__file__).resolve().parents[1]
+OVERLAYS = sorted((REPO / 'configs' / 'detectron2').glob('*.yaml'))
+
+
+def _cfg():
+    cfg = get_cfg()
+    add_segrefine_config(cfg)
+    cfg.MODEL.DEVICE = 'cpu'
+    return cfg
+
+
+def test_defaults_are_the_published_protocol():
+    seg = _cfg().MODEL.SEGREFINE
+    assert seg.ENABLED and seg.INNER_META_ARCHITECTURE == 'PanopticFPN'
+    assert seg.ROI_PADDING == 0.25 and seg.STUFF_SCALE == 0.51 and seg.MIN_AREA == 0
+    assert seg.REFINE_PANOPTIC and seg.REFINE_INSTANCES and not seg.REFINE_SEM_SEG
+    assert seg.IMAGE_SOURCE == 'auto'
+
+
+def test_add_is_idempotent_and_keeps_values():
+    cfg = _cfg()
+    cfg.MODEL.SEGREFINE.MIN_AREA = 7
+    add_segrefine_config(cfg)
+    assert cfg.MODEL.SEGREFINE.MIN_AREA == 7
+
+
+def test_every_key_is_commented():
+    source = (REPO / 'segrefine_plugins' / 'detectron2' / 'config.py').read_text().splitlines()
+    assigned = [i for i, line in enumerate(source) if line.strip().startswith('_C.') and '=' in line
+                and 'CN()' not in line]
+    assert assigned
+    for i in assigned:
+        line = source[i]
+        assert '#' in line or source[i - 1].strip().startswith('#'), f'uncommented: {line}'
+
+
+@pytest.mark.parametrize('overlay', OVERLAYS, ids=[p.name for p in OVERLAYS])
+def test_overlays_merge_over_a_model_zoo_config(overlay):
+    cfg = _cfg()
+    cfg.merge_from_file(model_zoo.get_config_file(
+        'COCO-PanopticSegmentation/panoptic_fpn_R_50_1x.yaml'))
+    cfg.merge_from_file(str(overlay))
+    assert cfg.MODEL.META_ARCHITECTURE == 'SegRefineWrapper'
+    assert cfg.MODEL.SEGREFINE.REFINER.TYPE in ('CRM', 'CascadePSP')
+
+
+def test_refiner_config_mapping(tmp_path):
+    cfg = _cfg()
+    r = cfg.MODEL.SEGREFINE.REFINER
+    assert refiner_config(cfg.MODEL.SEGREFINE) == {'type': 'CRM', 'device': 'cpu'}
+    r.TYPE, r.CHECKPOINT, r.L, r.FAST = 'CascadePSP', 'w.pth', 96, True
+    assert refiner_config(cfg.MODEL.SEGREFINE, 'cuda') == {
+        'type': 'CascadePSP', 'checkpoint': 'w.pth', 'L': 96, 'fast': True, 'device': 'cuda'}
+    # a config file is the base; TYPE '' keeps its type, set keys override it
+    py = tmp_path / 'ref.py'
+    py.write_text("refiner = dict(type='CascadePSP', checkpoint='a.pth', L=900)\n")
+    cfg = _cfg()
+    cfg.MODEL.SEGREFINE.REFINER.CONFIG = str(py)
+    cfg.MODEL.SEGREFINE.REFINER.L = 128
+    cfg.MODEL.SEGREFINE.REFINER.SCALES = [0.5, 1.0]
+    out = refiner_config(cfg.MODEL.SEGREFINE)
+    assert out == {'type': 'CascadePSP', 'checkpoint': 'a.pth', 'L': 128,
+                   'scales': (0.5, 1.0), 'device': 'cpu'}
+
+
+def test_build_refiner(cascadepsp_weights):
+    cfg = _cfg()
+    r = cfg.MODEL.SEGREFINE.REFINER
+    r.TYPE, r.CHECKPOINT, r.L, r.FAST = 'CascadePSP', str(cascadepsp_weights), 96, True
+    refiner = build_refiner_from_cfg(cfg)
+    assert type(refiner).__name__ == 'CascadePSPRefiner'
+    cfg.MODEL.SEGREFINE.ENABLED = False
+    assert build_refiner_from_cfg(cfg) is None
+
+
+def test_unknown_refiner_option_is_a_clear_error(cascadepsp_weights):
+    cfg = _cfg()
+    r = cfg.MODEL.SEGREFINE.REFINER
+    r.TYPE, r.CHECKPOINT, r.SCALES = 'CascadePSP', str(cascadepsp_weights), [0.5]
+    with pytest.raises(ValueError, match='MODEL.SEGREFINE.REFINER'):
+        build_refiner_from_cfg(cfg)
