@@ -358,19 +358,19 @@ class Recorder:
         return prob
 
 
-def real_refiner(name: str, checkpoint, **kwargs) -> Refiner:
+def real_refiner(name: str, request, **kwargs) -> Refiner:
+    """The published model with the golden synthetic weights (skips if not implemented yet)."""
     import segrefine_plugins.inference  # noqa: F401  (registers the refiners)
     if name not in REFINERS:
         pytest.skip(f'the {name} refiner is not implemented yet')
+    checkpoint = request.getfixturevalue(f'{name.lower()}_weights')
     return build_refiner(dict(type=name, checkpoint=str(checkpoint), **kwargs))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('name,kwargs', [('CascadePSP', dict(L=80, fast=True)), ('CRM', {})])
 def test_real_refiner_on_a_two_class_image(name, kwargs, request):
-    weights = request.getfixturevalue('cascadepsp_weights' if name == 'CascadePSP'
-                                      else 'crm_weights')
-    recorder = Recorder(real_refiner(name, weights, **kwargs))
+    recorder = Recorder(real_refiner(name, request, **kwargs))
     truth = np.zeros((32, 40), dtype=np.uint8)
     truth[6:26, 8:30] = 3
     coarse = shifted(truth, 2, 2)
