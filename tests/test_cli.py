@@ -1,0 +1,249 @@
+"""The ``segrefine`` command end to end on three ECSSD pairs with the synthetic CascadePSP weights.
+
+Coarse masks are made from the ground truth (area-downsampled x8, nearest-upsampled: blocky
+edges) in a temporary folder; the images are symlinked there, never copied into the repo.
+The refiner runs in fast mode with a small working size so every refine takes about a second.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from segrefine_plugins import build_refiner
+from segrefine_plugins.cli import main
+from segrefine_plugins.io import read_image, read_mask
+from segrefine_plugins.metrics import MetricSummary, boundary_accuracy, boundary_iou, iou_counts
+
+STEMS = ('0001', '0002', '0003')
+L = 80
+
+
+@pytest.fixture(scope='module')
+def ecssd(data_root, tmp_path_factory):
+    """Folders images/ (symlinks), coarse/ and gt/ for three ECSSD pairs."""
+    root = tmp_path_factory.mktemp('ecssd3')
+    for name in ('images', 'coarse', 'gt'):
+        (root / name).mkdir()
+    for stem in STEMS:
+        (root / 'images' / f'{stem}.jpg').symlink_to(data_root / 'ecssd' / 'images' / f'{stem}.jpg')
+        gt_path = data_root / 'ecssd' / 'masks' / f'{stem}.png'
+        (root / 'gt' / f'{stem}.png').symlink_to(gt_path)
+        gt = read_mask(gt_path)
+        h, w = gt.shape
+        small = cv2.resize(gt, (w // 8, h // 8), interpolation=cv2.INTER_AREA)
+        coarse = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+        cv2.imwrite(str(root / 'coarse' / f'{stem}.png'), np.where(coarse > 127, 255, 0).astype(np.uint8))
+    return root
+
+
+def _refine_args(ecssd, weights, out, *extra, image=None, mask=None):
+    return ['refine', '--image', str(image or ecssd / 'images'), '--mask', str(mask or ecssd / 'coarse'),
+            '--out', str(out), '--checkpoint', str(weights), '--L', str(L), '--fast', *extra]
+
+
+@pytest.fixture(scope='module')
+def first_run(ecssd, cascadepsp_weights):
+    """One refine run over the three pairs with --overlay (shared by the tests below)."""
+    out = ecssd / 'out'
+    code = main(_refine_args(ecssd, cascadepsp_weights, out, '--overlay'))
+    return out, {'code': code, 'mtimes': _mtimes(out)}
+
+
+def _mtimes(folder):
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+
+def test_refine_writes_every_output(ecssd, first_run, cascadepsp_weights):
+    out, cap = first_run
+    assert cap['code'] == 0
+    assert sorted(os.listdir(out)) == sorted([f'{s}.png' for s in STEMS]
+                                             + [f'{s}_overlay.png' for s in STEMS])
+    for stem in STEMS:
+        image = read_image(ecssd / 'images' / f'{stem}.jpg')
+        h, w = image.shape[:2]
+        prob = read_mask(out / f'{stem}.png')
+        assert prob.shape == (h, w) and prob.dtype == np.uint8
+        overlay = read_image(out / f'{stem}_overlay.png')
+        assert overlay.shape[0] == h and overlay.shape[1] > 2 * w
+    # the PNG holds floor(p * 255) of the refiner's own output
+    refiner = build_refiner(dict(type='CascadePSP', checkpoint=str(cascadepsp_weights), L=L, fast=True))
+    p = refiner.refine(read_image(ecssd / 'images' / '0002.jpg'), read_mask(ecssd / 'coarse' / '0002.png'))
+    assert np.array_equal(read_mask(out / '0002.png'), np.floor(p * 255).astype(np.uint8))
+    assert len(np.unique(read_mask(out / '0002.png'))) > 2        # soft, not thresholded
+
+
+def test_rerun_skips_existing_outputs(ecssd, first_run, cascadepsp_weights, capsys):
+    out, cap = first_run
+    capsys.readouterr()
+    assert main(_refine_args(ecssd, cascadepsp_weights, out, '--overlay')) == 0
+    assert '0 refined, 3 skipped' in capsys.readouterr().out
+    assert _mtimes(out) == cap['mtimes']
+
+
+def test_resume_after_interruption_and_overwrite(ecssd, first_run, cascadepsp_weights, capsys, tmp_path):
+    out = tmp_path / 'partial'
+    out.mkdir()
+    # an interrupted run: one finished output and a stray temp file of an unfinished write
+    first = first_run[0]
+    (out / '0001.png').write_bytes((first / '0001.png').read_bytes())
+    os.utime(out / '0001.png', ns=(10**18, 10**18))
+    (out / '.0002.png.deadbeef.tmp').write_bytes(b'partial')
+    capsys.readouterr()
+    assert main(_refine_args(ecssd, cascadepsp_weights, out, image=ecssd / 'images' / '0001.jpg')) == 0
+    assert '0 refined, 1 skipped' in capsys.readouterr().out
+    assert (out / '0001.png').stat().st_mtime_ns == 10**18
+    # --overwrite recomputes it (same numbers), --binary writes 0/255
+    assert main(_refine_args(ecssd, cascadepsp_weights, out, '--overwrite', '--binary',
+                             image=ecssd / 'images' / '0001.jpg')) == 0
+    assert '1 refined, 0 skipped' in capsys.readouterr().out
+    assert (out / '0001.png').stat().st_mtime_ns != 10**18
+    binary = read_mask(out / '0001.png')
+    soft = read_mask(first / '0001.png')
+    assert set(np.unique(binary)) <= {0, 255}
+    assert np.array_equal(binary, np.where(soft > 128, 255, 0))
+
+
+def test_corrupt_and_unpaired_inputs_are_reported(ecssd, first_run, cascadepsp_weights, tmp_path, capsys):
+    out, cap = first_run
+    images = tmp_path / 'images'
+    masks = tmp_path / 'masks'
+    images.mkdir()
+    masks.mkdir()
+    for stem in STEMS:
+        (images / f'{stem}.jpg').symlink_to(ecssd / 'images' / f'{stem}.jpg')
+        (masks / f'{stem}.png').symlink_to(ecssd / 'coarse' / f'{stem}.png')
+    (images / 'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0 this is not a JPEG')
+    (masks / 'broken.png').symlink_to(ecssd / 'coarse' / '0001.png')
+    jpeg = (ecssd / 'images' / '0001.jpg').read_bytes()
+    (images / 'truncated.jpg').write_bytes(jpeg[:len(jpeg) // 2])
+    (masks / 'truncated.png').symlink_to(ecssd / 'coarse' / '0001.png')
+    (images / 'lonely.jpg').symlink_to(ecssd / 'images' / '0001.jpg')
+    capsys.readouterr()
+    code = main(_refine_args(ecssd, cascadepsp_weights, out, image=images, mask=masks))
+    captured = capsys.readouterr()
+    assert code == 1
+    assert 'broken.jpg' in captured.err and 'truncated.jpg' in captured.err
+    assert 'lonely.jpg' in captured.err
+    assert '0 refined, 3 skipped (outputs exist), 2 failed, 1 unpaired' in captured.out
+    assert not (out / 'broken.png').exists() and not (out / 'truncated.png').exists()
+    assert _mtimes(out) == cap['mtimes']
+
+
+def test_mask_of_another_size_fails_that_pair(ecssd, cascadepsp_weights, tmp_path, capsys):
+    mask = tmp_path / 'small.png'
+    cv2.imwrite(str(mask), np.full((10, 10), 255, np.uint8))
+    code = main(_refine_args(ecssd, cascadepsp_weights, tmp_path / 'out',
+                             image=ecssd / 'images' / '0001.jpg', mask=mask))
+    assert code == 1
+    assert '10x10' in capsys.readouterr().err
+    assert list((tmp_path / 'out').iterdir()) == []
+
+
+def test_refuses_to_write_into_an_input_folder(ecssd, cascadepsp_weights, capsys):
+    before = {n: _mtimes(ecssd / n) for n in ('images', 'coarse')}
+    for folder in ('coarse', 'images'):
+        code = main(_refine_args(ecssd, cascadepsp_weights, ecssd / folder, '--overwrite'))
+        assert code == 2
+        assert 'folder the inputs are in' in capsys.readouterr().err
+    assert {n: _mtimes(ecssd / n) for n in ('images', 'coarse')} == before
+
+
+def test_config_errors_exit_2_without_traceback(ecssd, tmp_path, capsys):
+    out = tmp_path / 'out'
+    cases = [
+        [],                                                       # default refiner: no weights yet
+        ['--checkpoint', str(tmp_path / 'missing.pth')],
+        ['--config', str(tmp_path / 'missing.py')],
+        ['--type', 'NoSuchRefiner'],
+        ['--set', 'novalue'],
+    ]
+    bad_weights = tmp_path / 'bad.pth'
+    bad_weights.write_bytes(b'not a checkpoint')
+    cases.append(['--checkpoint', str(bad_weights)])
+    for extra in cases:
+        code = main(['refine', '--image', str(ecssd / 'images'), '--mask', str(ecssd / 'coarse'),
+                     '--out', str(out), *extra])
+        err = capsys.readouterr().err
+        if extra == [] and code == 0:                             # default weights have shipped
+            continue
+        assert code == 2, extra
+        assert 'error' in err and 'Traceback' not in err, extra
+    assert not out.exists() or list(out.iterdir()) == []
+    assert main(['refine', '--image', str(ecssd / 'images')]) == 2          # argparse usage
+    assert main(['refine', '--image', str(tmp_path / 'none'), '--mask', str(ecssd / 'coarse'),
+                 '--out', str(out)]) == 2
+
+
+def test_config_file_and_set(ecssd, cascadepsp_weights, tmp_path, capsys):
+    config = tmp_path / 'refiner.py'
+    config.write_text(f"refiner = dict(type='CascadePSP', checkpoint={str(cascadepsp_weights)!r}, "
+                      f"L=900, fast=False)\n")
+    out = tmp_path / 'out'
+    # --set overrides the config's entries
+    code = main(['refine', '--image', str(ecssd / 'images' / '0003.jpg'), '--mask',
+                 str(ecssd / 'coarse'), '--out', str(out), '--config', str(config),
+                 '--set', f'L={L}', '--set', 'fast=True'])
+    assert code == 0, capsys.readouterr().err
+    assert read_mask(out / '0003.png').shape == read_image(ecssd / 'images' / '0003.jpg').shape[:2]
+
+
+def test_eval_numbers_equal_the_metric_functions(ecssd, first_run, tmp_path, capsys):
+    out, _ = first_run                                            # also holds *_overlay.png
+    report_path = tmp_path / 'report.json'
+    capsys.readouterr()
+    code = main(['eval', '--pred', str(out), '--gt', str(ecssd / 'gt'), '--coarse',
+                 str(ecssd / 'coarse'), '--json', str(report_path)])
+    table = capsys.readouterr().out
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    for row, folder in (('refined', out), ('coarse', ecssd / 'coarse')):
+        inter = union = 0
+        mbas, bious = [], []
+        for stem in STEMS:
+            gt = read_mask(ecssd / 'gt' / f'{stem}.png')
+            pred = read_mask(folder / f'{stem}.png')
+            i, u = iou_counts(gt, pred)
+            inter, union = inter + i, union + u
+            mbas.append(boundary_accuracy(gt, pred))
+            bious.append(boundary_iou(gt, pred))
+        assert report[row]['images'] == 3
+        assert (report[row]['intersection'], report[row]['union']) == (inter, union)
+        assert report[row]['iou'] == inter / union
+        assert report[row]['mba'] == pytest.approx(np.mean(mbas), abs=1e-12)
+        assert report[row]['boundary_iou'] == pytest.approx(np.mean(bious), abs=1e-12)
+        line = next(t for t in table.splitlines() if t.startswith(row)).split()
+        assert line[1:4] == [f'{100 * report[row][k]:.2f}' for k in ('iou', 'mba', 'boundary_iou')]
+    assert report['delta']['mba'] == pytest.approx(report['refined']['mba'] - report['coarse']['mba'])
+    assert [e['name'] for e in report['per_image']] == list(STEMS)
+    assert 'delta' in table
+
+
+def test_eval_reports_missing_predictions(ecssd, tmp_path, capsys):
+    preds = tmp_path / 'preds'
+    preds.mkdir()
+    (preds / '0001.png').symlink_to(ecssd / 'coarse' / '0001.png')
+    code = main(['eval', '--pred', str(preds), '--gt', str(ecssd / 'gt')])
+    captured = capsys.readouterr()
+    assert code == 1 and '0002.png' in captured.err
+    assert captured.out.splitlines()[1].split()[-1] == '1'            # one image evaluated
+    summary = MetricSummary()
+    summary.update(read_mask(ecssd / 'gt' / '0001.png'), read_mask(preds / '0001.png'))
+    assert f'{100 * summary.result()["mba"]:.2f}' in captured.out
+    assert main(['eval', '--pred', str(tmp_path / 'empty'), '--gt', str(ecssd / 'gt')]) == 2
+
+
+def test_module_entry_points_run():
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, '-m', 'segrefine_plugins', 'refine', '--help'], cwd=repo,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and '--overwrite' in done.stdout
+    done = subprocess.run([sys.executable, '-m', 'segrefine_plugins.cli', 'eval'], cwd=repo,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and 'required' in done.stderr
