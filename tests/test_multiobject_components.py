@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from segrefine_plugins.multiobject.components import (
-    bounding_box, class_areas, component_masks, disk_kernel, label_map_rois, make_roi, pad_box,
-    segment_rois)
+    Roi, bounding_box, class_areas, component_masks, disk_kernel, ensure_min_size, label_map_rois,
+    make_roi, pad_box, segment_rois)
 
 
 def reference_components(mask: np.ndarray, kernel_size: int, min_area: int) -> list:
@@ -193,3 +193,18 @@ def test_segment_rois_whole_or_split():
     assert len(split) == 2 and sum(r.mask.sum() for r in split) == mask.sum()
     assert list(segment_rois(mask, 7, min_area=int(mask.sum()))) == []
     assert list(segment_rois(np.zeros((5, 5), bool), 1)) == []
+
+
+def test_ensure_min_size():
+    mask = np.ones((4, 6), dtype=bool)
+    roi = Roi(label=2, box=(20, 24, 30, 36), mask=mask, index=1)
+    assert ensure_min_size(roi, 4, (100, 100)) is roi
+    big = ensure_min_size(roi, 10, (100, 100))
+    assert big.box == (17, 27, 28, 38) and big.label == 2 and big.index == 1
+    assert big.mask.sum() == mask.sum() and big.mask[3:7, 2:8].all()
+    # shifted to stay inside the image; the whole side where the image is too small
+    near = ensure_min_size(Roi(2, (0, 4, 95, 100), np.ones((4, 5), bool)), 10, (8, 100))
+    assert near.box == (0, 8, 90, 100) and near.mask[0:4, 5:10].all()
+    assert near.mask.sum() == 20
+    with pytest.raises(ValueError, match='min_roi_size'):
+        ensure_min_size(roi, 0, (100, 100))

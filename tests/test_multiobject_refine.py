@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from segrefine_plugins import REFINERS, build_refiner
 from segrefine_plugins.inference.base import IMAGENET_MEAN, IMAGENET_STD, Refiner
-from segrefine_plugins.multiobject import (label_map_rois, refine_label_map, refine_segments,
-                                           segments_to_id_map)
+from segrefine_plugins.multiobject import (ensure_min_size, label_map_rois, refine_label_map,
+                                           refine_segments, segments_to_id_map)
 
 COLOURS = {0: (40, 160, 40), 3: (200, 40, 40), 5: (40, 40, 200), 17: (220, 220, 60),
            200: (140, 60, 160), 255: (10, 10, 10), 9: (255, 255, 255)}
@@ -242,6 +242,37 @@ def test_label_map_bad_input():
         refine_label_map(image, labels, refiner, min_area=-1)
 
 
+class MinSizeRefiner(BlurRefiner):
+    """A refiner with a minimum input size (like CRM's reflect padding)."""
+
+    min_input_size = 24
+
+    def refine(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if min(image.shape[:2]) < self.min_input_size:
+            raise ValueError(f'input {image.shape[:2]} below {self.min_input_size} px')
+        return super().refine(image, mask)
+
+
+def test_min_roi_size_grows_small_rois():
+    labels = np.zeros((60, 80), dtype=np.uint8)
+    labels[30:36, 10:70] = 3                      # a thin strip: its ROI is 7 rows high
+    image = paint(labels)
+    plain = refine_label_map(image, labels, BlurRefiner(), min_area=50)
+    (box,) = [b for c, b in plain.rois if c == 3]
+    assert box[1] - box[0] < 24
+    refiner = MinSizeRefiner()                    # its min_input_size is used by default
+    res = refine_label_map(image, labels, refiner, min_area=50)
+    (box,) = [b for c, b in res.rois if c == 3]
+    assert box[1] - box[0] == 24 and box[2:] == plain.rois[1][1][2:]
+    assert min(min(shape) for shape, _ in refiner.calls) >= 24
+    res = refine_label_map(image, labels, BlurRefiner(), min_area=50, min_roi_size=40)
+    assert all(b[1] - b[0] >= 40 and b[3] - b[2] >= 40 for _, b in res.rois)
+    seg = refine_segments(image, (labels == 3)[None], MinSizeRefiner())
+    assert seg.rois[0][1][1] - seg.rois[0][1][0] == 24
+    with pytest.raises(ValueError, match='min_roi_size'):
+        refine_label_map(image, labels, BlurRefiner(), min_roi_size=0)
+
+
 # ----------------------------------------------------------------------------- segments
 def instances() -> Tuple[np.ndarray, np.ndarray]:
     """True labels with two objects (3, 17) on background 0, and their coarse masks."""
@@ -368,19 +399,24 @@ def real_refiner(name: str, request, **kwargs) -> Refiner:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name,kwargs', [('CascadePSP', dict(L=80, fast=True)), ('CRM', {})])
-def test_real_refiner_on_a_two_class_image(name, kwargs, request):
+@pytest.mark.parametrize('name,kwargs,min_roi_size', [
+    ('CascadePSP', dict(L=80, fast=True), None),
+    ('CRM', {}, 33),                         # CRM reflect-pads 32 px: inputs must be > 32 px
+])
+def test_real_refiner_on_a_two_class_image(name, kwargs, min_roi_size, request):
     recorder = Recorder(real_refiner(name, request, **kwargs))
-    truth = np.zeros((32, 40), dtype=np.uint8)
-    truth[6:26, 8:30] = 3
+    truth = np.zeros((40, 48), dtype=np.uint8)
+    truth[14:30, 8:40] = 3                   # 16 rows: its ROI is grown for CRM
     coarse = shifted(truth, 2, 2)
     image = paint(truth)
-    res = refine_label_map(image, coarse, recorder, min_area=50, return_confidence=True)
+    res = refine_label_map(image, coarse, recorder, min_area=50, return_confidence=True,
+                           min_roi_size=min_roi_size)
     assert [c for c, _ in res.rois] == [0, 3] and len(recorder.outputs) == 2
     assert res.labels.shape == truth.shape and res.labels.dtype == np.uint8
     assert set(np.unique(res.labels)) <= {0, 3}
     pieces = []
     for roi, (mask, prob) in zip(label_map_rois(coarse, min_area=50), recorder.outputs):
+        roi = ensure_min_size(roi, min_roi_size or 1, truth.shape)
         np.testing.assert_array_equal(mask, roi.mask)
         assert prob.dtype == np.float32 and 0 <= prob.min() and prob.max() <= 1
         assert 0 < prob.mean() < 1                       # a real, non-constant answer

@@ -213,6 +213,31 @@ def make_roi(box: Box, crop: np.ndarray, label: int, padding: float,
     return Roi(label=int(label), box=roi_box, mask=roi_mask, index=index)
 
 
+def ensure_min_size(roi: Roi, min_size: int, shape: Tuple[int, int]) -> Roi:
+    """Grow a ROI whose height or width is below ``min_size`` (for refiners with a minimum
+    input size, e.g. CRM's 32 px reflect padding), centred on the old box and shifted to stay
+    inside an image of ``shape``; a side of the image shorter than ``min_size`` is taken whole.
+    Returns ``roi`` itself when it is large enough.
+    """
+    min_size = _check_int(min_size, 'min_roi_size', 1)
+    y0, y1, x0, x1 = roi.box
+
+    def grow(lo: int, hi: int, size: int) -> Tuple[int, int]:
+        extra = min_size - (hi - lo)
+        if extra <= 0:
+            return lo, hi
+        lo = min(max(0, lo - extra // 2), max(0, size - min_size))
+        return lo, min(size, lo + min_size)
+
+    ny0, ny1 = grow(y0, y1, shape[0])
+    nx0, nx1 = grow(x0, x1, shape[1])
+    if (ny0, ny1, nx0, nx1) == roi.box:
+        return roi
+    mask = np.zeros((ny1 - ny0, nx1 - nx0), dtype=bool)
+    mask[y0 - ny0:y1 - ny0, x0 - nx0:x1 - nx0] = roi.mask
+    return Roi(label=roi.label, box=(ny0, ny1, nx0, nx1), mask=mask, index=roi.index)
+
+
 def class_areas(labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Classes present in an integer map, ascending, and their pixel counts (int64 each)."""
     if labels.size == 0:

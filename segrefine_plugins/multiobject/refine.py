@@ -16,7 +16,7 @@ import numpy as np
 
 from ..inference.base import Refiner, check_image
 from .components import (Box, Roi, check_binary_mask, check_label_map, check_roi_options,
-                         label_map_rois, segment_rois)
+                         ensure_min_size, label_map_rois, segment_rois)
 from .fusion import ModifiedArgmax
 
 #: The published multiplier of 'stuff' probabilities in the fusion.
@@ -83,6 +83,16 @@ def _check_scale(scale: float) -> float:
     return float(scale)
 
 
+def _min_roi_size(refiner: Refiner, min_roi_size: Optional[int]) -> int:
+    """The explicit ``min_roi_size``, else the refiner's ``min_input_size`` attribute, else 1."""
+    if min_roi_size is None:
+        min_roi_size = getattr(refiner, 'min_input_size', 1)
+    if isinstance(min_roi_size, bool) or not isinstance(min_roi_size, (int, np.integer)) \
+            or min_roi_size < 1:
+        raise ValueError(f'min_roi_size must be an integer >= 1, got {min_roi_size!r}')
+    return int(min_roi_size)
+
+
 def _refine_roi(refiner: Refiner, image: np.ndarray, roi: Roi) -> np.ndarray:
     """Run the single-object refiner on one ROI; returns (h, w) float32 in [0, 1]."""
     y0, y1, x0, x1 = roi.box
@@ -98,7 +108,8 @@ def refine_label_map(image: np.ndarray, labels: np.ndarray, refiner: Refiner, *,
                      kernel_size: int = 10, roi_padding: float = 0.25,
                      stuff_classes: Sequence[int] = (), stuff_scale: float = STUFF_SCALE,
                      classes: Optional[Sequence[int]] = None,
-                     return_confidence: bool = False) -> LabelMapResult:
+                     return_confidence: bool = False,
+                     min_roi_size: Optional[int] = None) -> LabelMapResult:
     """Refine every object of a semantic label map (CascadePSP's scene-parsing protocol).
 
     For every class present (ascending; not ``ignore_index``; only ``classes`` when given) that
@@ -124,6 +135,9 @@ def refine_label_map(image: np.ndarray, labels: np.ndarray, refiner: Refiner, *,
         stuff_scale: published 0.51, > 0.
         classes: restrict refinement to these class ids (None: all).
         return_confidence: also return the fused confidence map.
+        min_roi_size: ROIs with a side shorter than this are grown to it (centred, inside the
+            image) before refining; None: the refiner's ``min_input_size`` attribute if it
+            has one, else 1 (no change, the published protocol).
 
     Returns:
         :class:`LabelMapResult`; with nothing to refine, ``labels`` is an unchanged copy.
@@ -136,11 +150,13 @@ def refine_label_map(image: np.ndarray, labels: np.ndarray, refiner: Refiner, *,
     _check_refiner(refiner)
     stuff_scale = _check_scale(stuff_scale)
     stuff = {int(c) for c in stuff_classes}
+    min_size = _min_roi_size(refiner, min_roi_size)
     rois_iter = label_map_rois(labels, ignore_index=ignore_index, min_area=min_area,
                                kernel_size=kernel_size, roi_padding=roi_padding, classes=classes)
     fusion = ModifiedArgmax(labels)
     rois: List[Tuple[int, Box]] = []
     for roi in rois_iter:
+        roi = ensure_min_size(roi, min_size, labels.shape)
         prob = _refine_roi(refiner, image, roi)
         fusion.add(prob, roi.box, roi.label, stuff_scale if roi.label in stuff else 1.0)
         rois.append((roi.label, roi.box))
@@ -181,7 +197,8 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner, *,
                     roi_padding: float = 0.25, stuff_scale: float = STUFF_SCALE,
                     fuse: bool = True, background_id: int = 0,
                     fallback: Optional[np.ndarray] = None, split_components: bool = False,
-                    kernel_size: int = 10, return_probs: bool = False) -> SegmentsResult:
+                    kernel_size: int = 10, return_probs: bool = False,
+                    min_roi_size: Optional[int] = None) -> SegmentsResult:
     """Refine a list of segment masks (panoptic segments, entities, instances).
 
     Each segment is refined in its bounding box grown by ``roi_padding`` (or, with
@@ -214,6 +231,7 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner, *,
         split_components: split each segment into the published components first.
         kernel_size: disk kernel size for ``split_components``.
         return_probs: also return (N, H, W) float32 probabilities (memory: 4 N H W bytes).
+        min_roi_size: grow smaller ROIs to this size (see :func:`refine_label_map`).
 
     Returns:
         :class:`SegmentsResult`.
@@ -227,6 +245,7 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner, *,
     _check_refiner(refiner)
     stuff_scale = _check_scale(stuff_scale)
     min_area, kernel_size, roi_padding = check_roi_options(min_area, kernel_size, roi_padding)
+    min_size = _min_roi_size(refiner, min_roi_size)
     count = masks.shape[0]
     background_id = int(background_id)
     seg_ids = _segment_ids(ids, count, background_id)
@@ -246,9 +265,9 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner, *,
     keep = refined_masks is not None or probs is not None
     rois: List[Tuple[int, Box]] = []
     for i in range(count):
-        seg_rois = list(segment_rois(masks[i], seg_ids[i], i, min_area=min_area,
-                                     roi_padding=roi_padding, split_components=split_components,
-                                     kernel_size=kernel_size))
+        seg_rois = [ensure_min_size(roi, min_size, shape) for roi in segment_rois(
+            masks[i], seg_ids[i], i, min_area=min_area, roi_padding=roi_padding,
+            split_components=split_components, kernel_size=kernel_size)]
         if not seg_rois:
             continue
         scale = stuff_scale if stuff_flags[i] else 1.0
