@@ -3,8 +3,8 @@
     segrefine refine --image IMG_OR_DIR --mask MASK_OR_DIR --out DIR [options]
     segrefine eval --pred DIR --gt DIR [--coarse DIR] [--json FILE]
 
-Exit codes: 0 everything done; 1 some inputs failed or had no partner (each is reported by
-name, the others are processed); 2 usage or configuration error (nothing was processed);
+Exit codes: 0 everything done; 1 some inputs failed (unreadable, wrong size, output not
+writable) or had no partner (each is reported by name, the others are processed); 2 usage or configuration error (nothing was processed);
 130 interrupted (rerun the same command to resume).
 """
 from __future__ import annotations
@@ -211,7 +211,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
             _refine_one(refiner, image_path, mask_path, outputs, args.binary,
                         protect=[image_path, mask_path])
             written += 1
-        except ValueError as e:  # ImageReadError and input checks: report, go on
+        except (ValueError, OSError) as e:  # unreadable input, failed checks, unwritable output
             _err(f'{stem}: skipped: {e}')
             failed += 1
     print(f'segrefine refine: {written} refined, {skipped} skipped (outputs exist), '

@@ -146,6 +146,22 @@ def test_mask_of_another_size_fails_that_pair(ecssd, cascadepsp_weights, tmp_pat
     assert list((tmp_path / 'out').iterdir()) == []
 
 
+def test_unwritable_output_fails_that_pair(cascadepsp_weights, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    (tmp_path / 'in').mkdir()
+    cv2.imwrite(str(tmp_path / 'in' / 'a.png'), rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
+    mask = np.zeros((40, 48), np.uint8)
+    mask[10:30, 12:36] = 255
+    cv2.imwrite(str(tmp_path / 'a_mask.png'), mask)
+    (tmp_path / 'out' / 'a.png').mkdir(parents=True)        # a folder where the output goes
+    code = main(['refine', '--image', str(tmp_path / 'in' / 'a.png'), '--mask',
+                 str(tmp_path / 'a_mask.png'), '--out', str(tmp_path / 'out'), '--checkpoint',
+                 str(cascadepsp_weights), '--L', str(L), '--fast', '--overwrite'])
+    captured = capsys.readouterr()
+    assert code == 1 and 'a: skipped' in captured.err and '1 failed' in captured.out
+    assert os.listdir(tmp_path / 'out') == ['a.png'] and (tmp_path / 'out' / 'a.png').is_dir()
+
+
 def test_refuses_to_write_into_an_input_folder(ecssd, cascadepsp_weights, capsys):
     before = {n: _mtimes(ecssd / n) for n in ('images', 'coarse')}
     for folder in ('coarse', 'images'):
