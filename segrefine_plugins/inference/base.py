@@ -175,7 +175,7 @@ class Refiner(abc.ABC):
             return torch.zeros(mask_u8.shape, dtype=torch.float32, device=self.device)
         with torch.inference_mode():
             prob = self._refine(self.normalize(image_chw_u8), mask_u8)
-        return prob.float().clamp_(0.0, 1.0)
+            return prob.float().clamp_(0.0, 1.0)
 
     @abc.abstractmethod
     def _refine(self, image: torch.Tensor, mask_u8: torch.Tensor) -> torch.Tensor:
