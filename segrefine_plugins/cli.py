@@ -4,8 +4,8 @@
     segrefine eval --pred DIR --gt DIR [--coarse DIR] [--json FILE]
 
 Exit codes: 0 everything done; 1 some inputs failed (unreadable, wrong size, output not
-writable) or had no partner (each is reported by name, the others are processed); 2 usage or configuration error (nothing was processed);
-130 interrupted (rerun the same command to resume).
+writable) or had no partner (each is reported by name, the others are processed); 2 usage or
+configuration error (nothing was processed); 130 interrupted (rerun the same command to resume).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .io import Pairing, pair_files, read_image, read_mask, write_png_atomic
-from .metrics import MetricSummary, format_table
+from .metrics import MetricSummary, as_binary_mask, format_table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -262,7 +262,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             preds = {'refined': read_mask(pred_path)}
             if args.coarse:
                 preds['coarse'] = read_mask(coarse_of[stem])
+            as_binary_mask(gt, f'ground truth {gt_path.name}')
             for name, pred in preds.items():  # check all before adding any (rows stay aligned)
+                as_binary_mask(pred, f'{name} mask')
                 if pred.shape != gt.shape:
                     raise ValueError(f'{name} mask is {pred.shape[0]}x{pred.shape[1]}, ground '
                                      f'truth {gt_path.name} is {gt.shape[0]}x{gt.shape[1]}')
@@ -275,9 +277,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             failed += 1
     results = {name: s.result() for name, s in rows.items()}
     print(format_table(results, delta=('coarse', 'refined') if args.coarse else None))
-    if any(r['mba_undefined'] for r in results.values()):
-        print('(mBA / bIoU leave out images whose ground truth has no boundary: '
-              + ', '.join(f'{n}: {r["mba_undefined"]}' for n, r in results.items()) + ')')
+    for n, r in results.items():
+        if r['mba_undefined'] or r['boundary_iou_undefined']:
+            print(f'({n}: undefined values left out of the means: mBA {r["mba_undefined"]} '
+                  f'image(s) whose ground truth has no boundary, bIoU {r["boundary_iou_undefined"]})')
     if args.json:
         report: Dict[str, Any] = dict(results)
         if args.coarse:
