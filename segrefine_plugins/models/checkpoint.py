@@ -42,7 +42,21 @@ def _standin(qualified: str) -> Any:
 
     _StandIn.__module__ = module
     _StandIn.__qualname__ = _StandIn.__name__ = name
+    _StandIn._segrefine_standin = True  # type: ignore[attr-defined]
     return _StandIn
+
+
+def _standin_getattr(obj: Any, name: str) -> Any:
+    """``builtins.getattr`` as mmengine pickles use it (bound methods of its own classes,
+    e.g. ``HistoryBuffer.min``): resolved only on a stand-in, to another inert stand-in."""
+    if not getattr(obj, '_segrefine_standin', False):
+        raise pickle.UnpicklingError(f'getattr on {type(obj).__name__} is not allowed')
+    owner = obj if isinstance(obj, type) else type(obj)
+    return _standin(f'{owner.__module__}.{owner.__qualname__}.{name}')
+
+
+#: Globals rebuilt by a restricted replacement when a checkpoint also needs stand-ins.
+_RESTRICTED_GLOBALS = {'builtins.getattr': _standin_getattr}
 
 
 def _torch_load(path: str) -> Any:
@@ -54,12 +68,14 @@ def _torch_load(path: str) -> Any:
             needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
         except Exception:  # noqa: BLE001 - not a torch zip file at all
             raise CheckpointError(f'cannot read checkpoint {path!r}: {err}') from None
-        foreign = [g for g in needed if not g.startswith(_STANDIN_MODULE_PREFIXES)]
+        foreign = [g for g in needed
+                   if not g.startswith(_STANDIN_MODULE_PREFIXES) and g not in _RESTRICTED_GLOBALS]
         if foreign or not needed:
             raise CheckpointError(
                 f'checkpoint {path!r} needs globals that are not allowed with '
                 f'weights_only=True: {foreign or needed}') from None
-        standins = [(_standin(g), g) for g in needed]
+        standins = [(_RESTRICTED_GLOBALS[g], g) if g in _RESTRICTED_GLOBALS else (_standin(g), g)
+                    for g in needed]
         try:
             with torch.serialization.safe_globals(standins):
                 return torch.load(path, map_location='cpu', weights_only=True)
