@@ -264,12 +264,15 @@ def _for_evaluator(outputs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 
 def collect(results: Dict[str, Any]) -> Dict[str, float]:
-    """detectron2 results -> flat ``{'PQ': .., 'AP': ..}`` of the :data:`METRICS`."""
+    """detectron2 results -> flat ``{'PQ': .., 'AP': ..}`` of the :data:`METRICS`.
+
+    NaN values (detectron2's AP of an area range with no object) are left out.
+    """
     flat: Dict[str, float] = {}
     for group, names in METRICS.items():
         for key in names:
             value = results.get(group, {}).get(key)
-            if value is not None:
+            if value is not None and not np.isnan(value):
                 flat[key] = float(value)
     return flat
 

@@ -1,0 +1,115 @@
+"""refine_instances: instance / entity masks (Tensor or BitMasks) refined in padded boxes."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip('detectron2', reason='detectron2 is not installed (make setup installs it)')
+pytestmark = pytest.mark.detectron2
+
+from detectron2.structures import BitMasks, Boxes, Instances  # noqa: E402
+
+from segrefine_plugins import build_refiner  # noqa: E402
+from segrefine_plugins.detectron2 import masks_to_bool, refine_instances  # noqa: E402
+
+SIZE = 96
+
+
+@pytest.fixture(scope='module')
+def refiner(cascadepsp_weights):
+    return build_refiner(dict(type='CascadePSP', checkpoint=str(cascadepsp_weights), L=96,
+                              fast=True))
+
+
+@pytest.fixture(scope='module')
+def scene(data_root):
+    """An ECSSD image (long side 96), its object as instance 0 and a box-shaped instance 1."""
+    img = cv2.imread(str(data_root / 'ecssd' / 'images' / '0003.jpg'))[:, :, ::-1]
+    mask = cv2.imread(str(data_root / 'ecssd' / 'masks' / '0003.png'), cv2.IMREAD_GRAYSCALE)
+    s = SIZE / max(img.shape[:2])
+    w, h = round(img.shape[1] * s), round(img.shape[0] * s)
+    img = np.ascontiguousarray(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA))
+    obj = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST) > 127
+    box = np.zeros_like(obj)
+    box[h // 4:h // 2, w // 4:w // 2] = True
+    return img, torch.from_numpy(np.stack([obj, box]))
+
+
+def _instances(shape, masks):
+    inst = Instances(shape)
+    inst.pred_masks = masks
+    inst.pred_boxes = Boxes(torch.tensor([[1.0, 2.0, 30.0, 40.0], [5.0, 5.0, 9.0, 9.0]]))
+    inst.scores = torch.tensor([0.9, 0.3])
+    inst.pred_classes = torch.tensor([3, 1])
+    return inst
+
+
+def test_tensor_masks(scene, refiner):
+    img, masks = scene
+    inst = _instances(img.shape[:2], masks)
+    out = refine_instances(img, inst, refiner)
+    assert len(out) == 2 and out.image_size == inst.image_size
+    assert out.pred_masks.dtype == torch.bool and out.pred_masks.shape == masks.shape
+    assert out.scores is inst.scores and out.pred_classes is inst.pred_classes
+    assert out.pred_boxes is inst.pred_boxes
+    assert torch.equal(inst.pred_masks, masks)            # input untouched
+    assert not torch.equal(out.pred_masks, masks)
+
+
+def test_bitmasks_and_recomputed_boxes(scene, refiner):
+    img, masks = scene
+    out = refine_instances(img, _instances(img.shape[:2], BitMasks(masks)), refiner,
+                           recompute_boxes=True)
+    assert isinstance(out.pred_masks, BitMasks)
+    m = out.pred_masks.tensor
+    for i in range(len(out)):
+        ys, xs = np.nonzero(m[i].numpy())
+        want = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] if len(xs) else [0, 0, 0, 0]
+        assert out.pred_boxes.tensor[i].tolist() == [float(v) for v in want]
+
+
+def test_float_masks_keep_shape_and_dtype(scene, refiner):
+    img, masks = scene
+    soft = masks[:, None].float() * 0.8                 # (N, 1, H, W) probabilities
+    out = refine_instances(img, _instances(img.shape[:2], soft), refiner, mask_threshold=0.5)
+    assert out.pred_masks.shape == soft.shape and out.pred_masks.dtype == torch.float32
+    assert set(out.pred_masks.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_entities_are_fused_without_overlap(scene, refiner):
+    img, masks = scene
+    out = refine_instances(img, _instances(img.shape[:2], masks), refiner, fuse=True)
+    assert int(out.pred_masks.sum(0).max()) <= 1
+    assert len(out) == 2
+
+
+def test_min_area_keeps_small_masks(scene, refiner):
+    img, masks = scene
+    small = int(masks[1].sum())
+    out = refine_instances(img, _instances(img.shape[:2], masks), refiner, min_area=small)
+    assert torch.equal(out.pred_masks[1], masks[1])
+
+
+def test_empty_and_maskless_instances_pass_through(scene, refiner):
+    img, _ = scene
+    # PanopticFCN with no things: plain empty lists
+    empty = Instances(img.shape[:2], pred_masks=[], pred_boxes=[], pred_classes=[], scores=[])
+    assert refine_instances(img, empty, refiner) is empty
+    boxes_only = Instances(img.shape[:2], pred_boxes=Boxes(torch.zeros(1, 4)))
+    assert refine_instances(img, boxes_only, refiner) is boxes_only
+
+
+def test_malformed_masks(scene, refiner):
+    img, masks = scene
+    with pytest.raises(ValueError, match='but the image is'):
+        masks_to_bool(masks[:, :-1], img.shape[:2])                 # another size
+    with pytest.raises(ValueError, match='28x28'):
+        masks_to_bool(torch.zeros(2, 1, 28, 28), img.shape[:2])     # Mask R-CNN, not pasted
+    with pytest.raises(ValueError, match='BitMasks or a tensor'):
+        masks_to_bool([masks[0]], img.shape[:2])
+    inst = _instances((img.shape[0] + 1, img.shape[1]), torch.zeros(2, img.shape[0] + 1,
+                                                                     img.shape[1], dtype=torch.bool))
+    with pytest.raises(ValueError, match='image_size'):
+        refine_instances(img, inst, refiner)

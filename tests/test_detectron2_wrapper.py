@@ -1,0 +1,193 @@
+"""SegRefineWrapper / wrap_model around a real detectron2 PanopticFPN (model zoo, no weights)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip('detectron2', reason='detectron2 is not installed (make setup installs it)')
+pytestmark = pytest.mark.detectron2
+
+from detectron2 import model_zoo  # noqa: E402
+from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
+from detectron2.config import get_cfg  # noqa: E402
+from detectron2.data import transforms as T  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
+
+from segrefine_plugins.detectron2 import (SegRefineWrapper, add_segrefine_config,  # noqa: E402
+                                          image_for_refiner, wrap_model)
+
+
+def _cfg(weights, enabled=True):
+    cfg = get_cfg()
+    add_segrefine_config(cfg)
+    cfg.merge_from_file(model_zoo.get_config_file(
+        'COCO-PanopticSegmentation/panoptic_fpn_R_50_1x.yaml'))
+    cfg.merge_from_list([
+        'MODEL.DEVICE', 'cpu', 'MODEL.META_ARCHITECTURE', 'SegRefineWrapper',
+        'INPUT.MIN_SIZE_TEST', 96, 'INPUT.MAX_SIZE_TEST', 128,
+        # a randomly initialised model: keep a few low-scored things so every path runs
+        'MODEL.ROI_HEADS.SCORE_THRESH_TEST', 0.0, 'TEST.DETECTIONS_PER_IMAGE', 2,
+        'MODEL.PANOPTIC_FPN.COMBINE.INSTANCES_CONFIDENCE_THRESH', 0.0,
+        'MODEL.SEGREFINE.ENABLED', enabled,
+        'MODEL.SEGREFINE.REFINER.TYPE', 'CascadePSP',
+        'MODEL.SEGREFINE.REFINER.CHECKPOINT', str(weights),
+        'MODEL.SEGREFINE.REFINER.L', 96, 'MODEL.SEGREFINE.REFINER.FAST', True])
+    return cfg
+
+
+def _plain(cfg):
+    cfg = cfg.clone()
+    cfg.MODEL.META_ARCHITECTURE = 'PanopticFPN'
+    return build_model(cfg).eval()
+
+
+@pytest.fixture(scope='module')
+def wrapper(cascadepsp_weights):
+    torch.manual_seed(0)
+    return build_model(_cfg(cascadepsp_weights)).eval()
+
+
+@pytest.fixture(scope='module')
+def plain(wrapper, cascadepsp_weights):
+    """A plain PanopticFPN holding the wrapper's weights."""
+    model = _plain(_cfg(cascadepsp_weights))
+    model.load_state_dict(wrapper.state_dict())
+    return model
+
+
+@pytest.fixture(scope='module')
+def inputs(data_root):
+    """One ECSSD image (long side 128) as a detectron2 test input: resized to 96, BGR."""
+    img = cv2.imread(str(data_root / 'ecssd' / 'images' / '0004.jpg'))
+    s = 128 / max(img.shape[:2])
+    img = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)),
+                     interpolation=cv2.INTER_AREA)
+    resized = T.ResizeShortestEdge([96, 96], 128).get_transform(img).apply_image(img)
+    return [{'image': torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1))),
+             'height': img.shape[0], 'width': img.shape[1]}], img
+
+
+def _same_outputs(a, b):
+    assert a.keys() == b.keys()
+    assert torch.equal(a['sem_seg'], b['sem_seg'])
+    assert torch.equal(a['panoptic_seg'][0], b['panoptic_seg'][0])
+    assert a['panoptic_seg'][1] == b['panoptic_seg'][1]
+    fa, fb = a['instances'].get_fields(), b['instances'].get_fields()
+    assert fa.keys() == fb.keys()
+    assert torch.equal(fa['pred_masks'], fb['pred_masks'])
+    assert torch.equal(fa['scores'], fb['scores'])
+    assert torch.equal(fa['pred_boxes'].tensor, fb['pred_boxes'].tensor)
+
+
+def test_builds_the_inner_meta_architecture(wrapper):
+    assert isinstance(wrapper, SegRefineWrapper)
+    assert type(wrapper.model).__name__ == 'PanopticFPN'
+    assert type(wrapper.refiner).__name__ == 'CascadePSPRefiner'
+    assert wrapper.input_format == 'BGR'
+    assert wrapper.backbone is wrapper.model.backbone        # attributes fall through
+    assert wrapper.device == torch.device('cpu')
+
+
+def test_state_dict_is_the_inner_layout(wrapper, plain):
+    ws, ps = wrapper.state_dict(), plain.state_dict()
+    assert list(ws) == list(ps)
+    assert all(ws[k].shape == ps[k].shape for k in ws)
+    wrapper.load_state_dict(ps, strict=True)
+    plain.load_state_dict(ws, strict=True)
+
+
+def test_checkpoints_load_as_usual(wrapper, plain, cascadepsp_weights, tmp_path):
+    """A plain model's checkpoint loads into the wrapper with detectron2's checkpointer, and
+    the wrapper's into a plain model."""
+    DetectionCheckpointer(plain, save_dir=str(tmp_path)).save('plain')
+    torch.manual_seed(1)
+    fresh = build_model(_cfg(cascadepsp_weights)).eval()
+    key = 'backbone.bottom_up.stem.conv1.weight'
+    assert not torch.equal(fresh.state_dict()[key], plain.state_dict()[key])
+    DetectionCheckpointer(fresh).load(str(tmp_path / 'plain.pth'))
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in fresh.state_dict().items())
+    DetectionCheckpointer(fresh, save_dir=str(tmp_path)).save('wrapped')
+    other = _plain(_cfg(cascadepsp_weights))
+    DetectionCheckpointer(other).load(str(tmp_path / 'wrapped.pth'))
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in other.state_dict().items())
+
+
+def test_switched_off_is_bit_identical(plain, inputs, cascadepsp_weights):
+    batch, _ = inputs
+    with torch.no_grad():
+        ref = plain(batch)[0]
+        off = build_model(_cfg(cascadepsp_weights, enabled=False)).eval()
+        off.load_state_dict(plain.state_dict())
+        assert off.refiner is None
+        _same_outputs(off(batch)[0], ref)
+        _same_outputs(wrap_model(plain, None)(batch)[0], ref)
+
+
+def test_refined_forward_keeps_ids_and_segments_info(wrapper, plain, inputs):
+    batch, img = inputs
+    with torch.no_grad():
+        raw = plain(batch)[0]
+        out = wrapper(batch)[0]
+    assert out.keys() == raw.keys()
+    id_map, infos = out['panoptic_seg']
+    raw_map, raw_infos = raw['panoptic_seg']
+    assert id_map.shape == raw_map.shape == img.shape[:2] and id_map.dtype == raw_map.dtype
+    present = set(torch.unique(id_map).tolist()) - {0}
+    assert present == {s['id'] for s in infos}
+    assert {s['id'] for s in infos} <= {s['id'] for s in raw_infos}
+    by_id = {s['id']: s for s in raw_infos}
+    for s in infos:
+        assert s['area'] == int((id_map == s['id']).sum())
+        assert {k: v for k, v in s.items() if k != 'area'} == \
+            {k: v for k, v in by_id[s['id']].items() if k != 'area'}
+    inst, raw_inst = out['instances'], raw['instances']
+    assert len(inst) == len(raw_inst)
+    assert torch.equal(inst.scores, raw_inst.scores)
+    assert torch.equal(inst.pred_classes, raw_inst.pred_classes)
+    assert inst.pred_masks.shape == raw_inst.pred_masks.shape
+    assert torch.equal(out['sem_seg'], raw['sem_seg'])     # REFINE_SEM_SEG is off
+
+
+def test_sem_seg_refinement_gives_one_hot_scores(plain, cascadepsp_weights, inputs):
+    batch, img = inputs
+    refiner = build_model(_cfg(cascadepsp_weights)).refiner
+    model = wrap_model(plain, refiner, refine_panoptic=False, refine_instances=False,
+                       refine_sem_seg=True).eval()
+    h, w = img.shape[:2]
+    labels = torch.zeros(h, w, dtype=torch.int64)
+    labels[h // 4:3 * h // 4, w // 4:3 * w // 4] = 2
+    scores = torch.nn.functional.one_hot(labels, 3).permute(2, 0, 1).float() * 0.7
+    out = model.refine_outputs(batch, [{'sem_seg': scores}])[0]['sem_seg']
+    assert out.shape == scores.shape and out.dtype == scores.dtype
+    assert torch.equal(out.sum(0), torch.ones(h, w))
+    assert set(out.argmax(0).unique().tolist()) <= {0, 2}
+
+
+def test_image_for_refiner(inputs, tmp_path):
+    batch, img = inputs
+    inp = dict(batch[0])
+    rgb = image_for_refiner(inp, 'BGR', 'input')
+    assert rgb.shape == img.shape and rgb.dtype == np.uint8
+    assert np.abs(rgb.astype(int) - img[:, :, ::-1].astype(int)).mean() < 12
+    same = {'image': torch.as_tensor(np.ascontiguousarray(img.transpose(2, 0, 1)))}
+    assert np.array_equal(image_for_refiner(same, 'BGR'), img[:, :, ::-1])
+    assert np.array_equal(image_for_refiner(same, 'RGB'), img)
+    cv2.imwrite(str(tmp_path / 'a.png'), img)
+    inp['file_name'] = str(tmp_path / 'a.png')
+    assert np.array_equal(image_for_refiner(inp, 'BGR', 'auto'), img[:, :, ::-1])
+    inp['file_name'] = str(tmp_path / 'missing.png')
+    with pytest.raises(ValueError, match='no readable file'):
+        image_for_refiner(inp, 'BGR', 'file')
+    with pytest.raises(ValueError, match='INPUT.FORMAT'):
+        image_for_refiner(inp, 'YUV-BT.601')
+    with pytest.raises(ValueError, match='image source'):
+        image_for_refiner(inp, 'BGR', 'disk')
+
+
+def test_bad_wrapper_arguments(plain):
+    with pytest.raises(ValueError, match='Refiner'):
+        wrap_model(plain, object())
+    with pytest.raises(ValueError, match='image_source'):
+        wrap_model(plain, None, image_source='x')
