@@ -1,7 +1,6 @@
 """refine_instances: instance / entity masks (Tensor or BitMasks) refined in padded boxes."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -11,27 +10,16 @@ pytestmark = pytest.mark.detectron2
 
 from detectron2.structures import BitMasks, Boxes, Instances  # noqa: E402
 
-from segrefine_plugins import build_refiner  # noqa: E402
 from segrefine_plugins.detectron2 import masks_to_bool, refine_instances  # noqa: E402
-
-SIZE = 96
-
-
-@pytest.fixture(scope='module')
-def refiner(cascadepsp_weights):
-    return build_refiner(dict(type='CascadePSP', checkpoint=str(cascadepsp_weights), L=96,
-                              fast=True))
+# the small CascadePSP fixture and the ECSSD loader are shared with the panoptic tests
+from test_detectron2_panoptic import ecssd_sample, refiner  # noqa: E402,F401
 
 
 @pytest.fixture(scope='module')
 def scene(data_root):
     """An ECSSD image (long side 96), its object as instance 0 and a box-shaped instance 1."""
-    img = cv2.imread(str(data_root / 'ecssd' / 'images' / '0003.jpg'))[:, :, ::-1]
-    mask = cv2.imread(str(data_root / 'ecssd' / 'masks' / '0003.png'), cv2.IMREAD_GRAYSCALE)
-    s = SIZE / max(img.shape[:2])
-    w, h = round(img.shape[1] * s), round(img.shape[0] * s)
-    img = np.ascontiguousarray(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA))
-    obj = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST) > 127
+    img, obj = ecssd_sample(data_root, '0003')
+    h, w = obj.shape
     box = np.zeros_like(obj)
     box[h // 4:h // 2, w // 4:w // 2] = True
     return img, torch.from_numpy(np.stack([obj, box]))

@@ -19,20 +19,27 @@ SIZE = 96
 
 @pytest.fixture(scope='module')
 def refiner(cascadepsp_weights):
+    """CascadePSP with the synthetic weights, small and fast (shared with the other
+    test_detectron2_* modules)."""
     return build_refiner(dict(type='CascadePSP', checkpoint=str(cascadepsp_weights), L=96,
                               fast=True))
+
+
+def ecssd_sample(data_root, name, size=SIZE):
+    """ECSSD image ``name`` (RGB) and its object mask (bool), resized to a long side ``size``."""
+    img = cv2.imread(str(data_root / 'ecssd' / 'images' / f'{name}.jpg'))[:, :, ::-1]
+    mask = cv2.imread(str(data_root / 'ecssd' / 'masks' / f'{name}.png'), cv2.IMREAD_GRAYSCALE)
+    s = size / max(img.shape[:2])
+    w, h = round(img.shape[1] * s), round(img.shape[0] * s)
+    img = np.ascontiguousarray(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA))
+    return img, cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST) > 127
 
 
 @pytest.fixture(scope='module')
 def scene(data_root):
     """An ECSSD image (long side 96) and a PanopticFPN-style output made from its mask:
     the object (thing, id 7), a second thing (id 4), background stuff (id 3), a void band."""
-    img = cv2.imread(str(data_root / 'ecssd' / 'images' / '0002.jpg'))[:, :, ::-1]
-    mask = cv2.imread(str(data_root / 'ecssd' / 'masks' / '0002.png'), cv2.IMREAD_GRAYSCALE)
-    s = SIZE / max(img.shape[:2])
-    w, h = round(img.shape[1] * s), round(img.shape[0] * s)
-    img = np.ascontiguousarray(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA))
-    obj = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST) > 127
+    img, obj = ecssd_sample(data_root, '0002')
     ids = np.where(obj, 7, 3).astype(np.int32)
     ids[:8, :12] = 4
     ids[-3:, :] = 0

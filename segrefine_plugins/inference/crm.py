@@ -1,1 +1,345 @@
-"""(being written)"""
+"""CRM inference: the published continuous multi-resolution refinement, chunked and tiled.
+
+``build_refiner(dict(type='CRM', checkpoint=..., scales=(0.125, 0.25, 0.5, 1.0)))`` gives a
+:class:`CRMRefiner`; ``refiner.refine(image, mask)`` returns the published pipeline's
+probability map (REFERENCE.md section 3) to float rounding:
+
+1. the mask is binarised at > 127 and mapped to {-1, +1} (the published model's input);
+   image and mask are reflect-padded by 32 px on every side (H + 64 x W + 64);
+2. for every scale s: image and current mask are resized bilinearly (``align_corners=True``)
+   to ``round((H + 64) * s) x round((W + 64) * s)`` (Python's round, half to even), encoded
+   once, and *every* pixel of the padded full-resolution grid is decoded; ``2 * (p - 0.5)``
+   at full resolution replaces the mask for the next scale;
+3. the last scale's probability, cropped by 32 px, is the result.
+
+Exact speed-ups (same numbers up to float rounding; see :mod:`segrefine_plugins.models.crm`):
+the split first MLP layer, index arithmetic instead of ``grid_sample``, query coordinates
+built per row / column instead of per pixel, and queries decoded ``chunk_size`` at a time.
+
+Memory bounded by the knobs, not by the image (beyond the few full-resolution maps every
+pipeline holds: image, mask, output, ~30 bytes per padded pixel): with ``tile_size`` the
+encoder runs on windows of about ``tile_size x tile_size`` input pixels (plus the receptive
+field, ~150 px a side for ResNet-50) and each window's queries are decoded before the next
+window is encoded; the published code instead holds the full-resolution feature map (256
+channels at half resolution, ~2.2 GB for a 3556 x 2392 padded image) and full-resolution
+coordinate tensors.
+
+Option that changes the numbers (off by default): ``roi_only`` decodes, at every scale after
+the first, only the uncertain band of the previous scale's output and keeps the previous
+probability elsewhere; windows without band pixels are not even encoded.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+from ..models.checkpoint import CheckpointError, StateDict, extract_state_dict, \
+    load_checkpoint, read_state_dict
+from ..models.crm import CRMNet, GridQueries
+from ..registry import REFINERS
+from .base import Refiner
+
+Checkpoint = Union[str, os.PathLike, Mapping[str, Any]]
+
+#: Reflect padding added on every side before refinement (published value).
+PAD = 32
+#: Folder of the shipped default weights (``crm_default.pth`` + ``crm_default.json``).
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / 'weights'
+PUBLISHED_ARCH: Dict[str, Any] = {'blocks': (3, 4, 6, 3), 'width': 64}
+
+
+def default_weights(name: str = 'crm_default',
+                    weights_dir: Union[str, os.PathLike, None] = None) -> Tuple[Path, Dict[str, Any]]:
+    """The shipped default CRM weights: ``(path of NAME.pth, architecture from NAME.json)``.
+
+    The sidecar ``NAME.json`` holds at least ``{"blocks": [b1, b2, b3, b4], "width": w}``
+    (other keys, e.g. training notes, are returned untouched).
+
+    Raises:
+        ValueError: when the files are not installed or the sidecar is malformed.
+    """
+    folder = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    pth, meta = folder / f'{name}.pth', folder / f'{name}.json'
+    if not pth.is_file():
+        raise ValueError(
+            f'no default CRM weights are installed (expected {pth} with its sidecar '
+            f'{meta.name}); pass checkpoint=<path of a CRM checkpoint>, e.g. the published '
+            f'CRM model file')
+    if not meta.is_file():
+        raise ValueError(f'default CRM weights {pth} have no architecture sidecar {meta}')
+    try:
+        arch = json.loads(meta.read_text(encoding='utf-8'))
+    except (OSError, ValueError) as err:
+        raise ValueError(f'cannot read the CRM weights sidecar {meta}: {err}') from None
+    blocks, width = arch.get('blocks') if isinstance(arch, dict) else None, \
+        arch.get('width') if isinstance(arch, dict) else None
+    if not (isinstance(blocks, list) and len(blocks) == 4
+            and all(isinstance(b, int) and b > 0 for b in blocks)
+            and isinstance(width, int) and width > 0):
+        raise ValueError(f'{meta} must hold {{"blocks": [4 positive ints], "width": int}}, '
+                         f'got {arch!r}')
+    return pth, dict(arch, blocks=tuple(blocks))
+
+
+def infer_architecture(state: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
+    """``{'blocks': (...), 'width': w}`` of a CRM state dict (``module.`` already stripped)."""
+    if 'feats.conv1.weight' not in state:
+        raise CheckpointError('not a CRM checkpoint: no feats.conv1.weight')
+    blocks = []
+    for layer in range(1, 5):
+        prefix = f'feats.layer{layer}.'
+        ids = {int(k[len(prefix):].split('.', 1)[0]) for k in state if k.startswith(prefix)}
+        blocks.append(max(ids) + 1 if ids else 0)
+    arch = {'blocks': tuple(blocks), 'width': int(state['feats.conv1.weight'].shape[0])}
+    # small variants (e.g. the shipped default) have fewer feature channels / MLP units
+    if 'aspp_.last_conv.0.weight' in state and 'imnet.layers.0.weight' in state:
+        arch['feat_channels'] = int(state['aspp_.last_conv.0.weight'].shape[0])
+        arch['hidden'] = int(state['imnet.layers.0.weight'].shape[0])
+    return arch
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f'{name} must be an int >= {minimum}, got {value!r}')
+    return value
+
+
+@REFINERS.register(name='CRM')
+class CRMRefiner(Refiner):
+    """CRM refiner (published continuous multi-resolution inference).
+
+    Args:
+        checkpoint: a CRM checkpoint (the published file: ``module.`` keys; or plain /
+            mmengine ``state_dict``; path or in-memory dict). ``None`` loads the shipped
+            default ``segrefine_plugins/weights/crm_default.pth`` with the architecture of
+            its sidecar ``crm_default.json`` (ValueError while none is installed).
+        scales: resolutions at which the image is encoded, in order (published
+            (0.125, 0.25, 0.5, 1.0)); each in (0, 1]. Every scale decodes the full-resolution
+            grid; fewer scales are faster and change the numbers.
+        chunk_size: queries (pixels) decoded at once. Memory ~1.1 KB per query in fp32
+            (16384 -> ~18 MB, 65536 -> ~72 MB); the output does not depend on it. The
+            published code decodes 802,816 at once (~2 KB of 262-value MLP inputs per
+            query and neighbour, several GB).
+        tile_size: the encoder runs on windows of about ``tile_size`` x ``tile_size``
+            pixels of each scale's input (plus the receptive field), and each window's
+            queries are decoded before the next window: peak memory stays bounded as the
+            image grows (measured figures in the README). Same numbers up to float rounding;
+            each window boundary recomputes the receptive-field overlap (~300 px of input),
+            so smaller windows cost time. ``None``: one window (fastest, memory grows with
+            the image: ~0.6 KB per input pixel at the full-resolution scale).
+        roi_only: at every scale after the first decode only the pixels whose previous
+            probability is in ``roi_band`` (dilated by ``roi_dilation`` px) and keep the
+            previous probability elsewhere; windows without such pixels are not encoded.
+            Faster; changes the numbers (off by default, measured in the README).
+        roi_band: (low, high), open interval of probabilities counted as uncertain.
+        roi_dilation: the band is dilated by this many pixels (square element).
+        blocks, width: trunk size; ``None`` reads it from the checkpoint (or the default
+            weights' sidecar). The published model is blocks (3, 4, 6, 3), width 64.
+        device, precision, bgr: see :class:`~segrefine_plugins.inference.base.Refiner`.
+            ``precision='bf16' | 'fp16'`` autocasts encoder and decoder (changes numbers).
+    """
+
+    #: Smallest image side accepted (the 32 px reflect padding needs more than 32 px).
+    min_input_size: int = PAD + 1
+
+    def __init__(self, checkpoint: Optional[Checkpoint] = None,
+                 scales: Sequence[float] = (0.125, 0.25, 0.5, 1.0), chunk_size: int = 16384,
+                 tile_size: Optional[int] = 1536, roi_only: bool = False,
+                 roi_band: Tuple[float, float] = (0.05, 0.95), roi_dilation: int = 4,
+                 blocks: Optional[Sequence[int]] = None, width: Optional[int] = None,
+                 device: Union[str, torch.device] = 'cpu', precision: str = 'fp32',
+                 bgr: bool = False) -> None:
+        super().__init__(device=device, precision=precision, bgr=bgr)
+        self.scales = self._check_scales(scales)
+        self.chunk_size = _check_int('chunk_size', chunk_size, 1)
+        self.tile_size = None if tile_size is None else _check_int('tile_size', tile_size, 32)
+        self.roi_only = bool(roi_only)
+        if (not isinstance(roi_band, (tuple, list)) or len(roi_band) != 2
+                or not all(isinstance(v, (int, float)) for v in roi_band)
+                or not 0.0 <= roi_band[0] < roi_band[1] <= 1.0):
+            raise ValueError(f'roi_band must be (low, high) with 0 <= low < high <= 1, '
+                             f'got {roi_band!r}')
+        self.roi_band = (float(roi_band[0]), float(roi_band[1]))
+        self.roi_dilation = _check_int('roi_dilation', roi_dilation, 0)
+        state, arch = self._load_state(checkpoint)
+        if blocks is not None and tuple(blocks) != tuple(arch['blocks']) or \
+                width is not None and width != arch['width']:
+            raise ValueError(f'blocks={blocks}, width={width} do not match the checkpoint '
+                             f'(blocks={tuple(arch["blocks"])}, width={arch["width"]})')
+        extra = {k: int(arch[k]) for k in ('feat_channels', 'hidden') if k in arch}
+        model = load_checkpoint(CRMNet(arch['blocks'], arch['width'], **extra), state)
+        self.model = model.eval().requires_grad_(False).to(self.device)
+
+    # ------------------------------------------------------------------ construction
+    @staticmethod
+    def _check_scales(scales: Sequence[float]) -> Tuple[float, ...]:
+        if isinstance(scales, (int, float)):
+            scales = (scales,)
+        if not isinstance(scales, (tuple, list)) or not scales:
+            raise ValueError(f'scales must be a non-empty sequence, got {scales!r}')
+        out = []
+        for s in scales:
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) \
+                    or not 0.0 < s <= 1.0:
+                raise ValueError(f'every scale must be a number in (0, 1], got {scales!r}')
+            out.append(float(s))
+        return tuple(out)
+
+    @staticmethod
+    def _load_state(checkpoint: Optional[Checkpoint]) -> Tuple[StateDict, Dict[str, Any]]:
+        if checkpoint is None:
+            path, arch = default_weights()
+            state = read_state_dict(path)
+            found = infer_architecture(state)
+            if (tuple(found['blocks']), found['width']) != (arch['blocks'], arch['width']):
+                raise CheckpointError(f'{path} holds blocks={found["blocks"]}, width='
+                                      f'{found["width"]}, its sidecar says blocks='
+                                      f'{arch["blocks"]}, width={arch["width"]}')
+            return state, arch
+        if isinstance(checkpoint, Mapping):
+            state = extract_state_dict(checkpoint, 'state dict')
+        else:
+            state = read_state_dict(checkpoint)
+        return state, infer_architecture(state)
+
+    # ------------------------------------------------------------------ pipeline
+    def _refine(self, image: torch.Tensor, mask_u8: torch.Tensor) -> torch.Tensor:
+        """(1, 3, H, W) normalised image, (H, W) uint8 mask -> (H, W) probability."""
+        h, w = mask_u8.shape
+        if min(h, w) <= PAD:
+            raise ValueError(f'CRM needs images larger than {PAD}x{PAD} px (it reflect-pads '
+                             f'{PAD} px), got {h}x{w}')
+        rgb = F.pad(image, (PAD,) * 4, mode='reflect')
+        seg = F.pad(((mask_u8 > 127).float() * 2 - 1).view(1, 1, h, w), (PAD,) * 4,
+                    mode='reflect')
+        size = (h + 2 * PAD, w + 2 * PAD)
+        prob: Optional[torch.Tensor] = None
+        for k, s in enumerate(self.scales):
+            rgb_s, seg_s = self._resize(rgb, seg, s)
+            roi = self.uncertain_band(prob) if self.roi_only and prob is not None else None
+            prob = self.decode_scale(rgb_s, seg_s, size, roi=roi, out=prob)
+            del rgb_s, seg_s
+            if k + 1 < len(self.scales):
+                seg = (prob.view(1, 1, *size) - 0.5) * 2
+        assert prob is not None
+        return prob[PAD:PAD + h, PAD:PAD + w]
+
+    @staticmethod
+    def _resize(rgb: torch.Tensor, seg: torch.Tensor,
+                s: float) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Image and mask at scale ``s``: round(H * s) x round(W * s), bilinear,
+        align_corners=True (the identity at s = 1)."""
+        height, width = rgb.shape[-2:]
+        size = (round(height * s), round(width * s))
+        if min(size) < 1:
+            raise ValueError(f'scale {s} shrinks the padded {height}x{width} input to '
+                             f'{size[0]}x{size[1]} px; use a larger scale')
+        if size == (height, width):
+            return rgb, seg
+        return (F.interpolate(rgb, size=size, mode='bilinear', align_corners=True),
+                F.interpolate(seg, size=size, mode='bilinear', align_corners=True))
+
+    def uncertain_band(self, prob: torch.Tensor) -> torch.Tensor:
+        """(H, W) bool: ``roi_band[0] < prob < roi_band[1]``, dilated by ``roi_dilation`` px."""
+        lo, hi = self.roi_band
+        band = (prob > lo) & (prob < hi)
+        d = self.roi_dilation
+        if d > 0 and bool(band.any()):
+            band = F.max_pool2d(band[None, None].float(), 2 * d + 1, stride=1, padding=d)[0, 0] > 0
+        return band
+
+    def tiles(self, feat_size: Tuple[int, int]) -> List[Tuple[Tuple[int, int], Tuple[int, int]]]:
+        """Feature-map windows ((r0, r1), (c0, c1)) of about ``tile_size / 2`` feature pixels
+        a side (the feature map has half the input's resolution), evenly split."""
+        if self.tile_size is None:
+            return [((0, feat_size[0]), (0, feat_size[1]))]
+        side = max(1, self.tile_size // 2)
+        axes = []
+        for n in feat_size:
+            k = max(1, math.ceil(n / side))
+            edges = [round(i * n / k) for i in range(k + 1)]
+            axes.append(list(zip(edges[:-1], edges[1:])))
+        return [(r, c) for r in axes[0] for c in axes[1]]
+
+    def decode_scale(self, rgb: torch.Tensor, seg: torch.Tensor, size: Tuple[int, int],
+                     roi: Optional[torch.Tensor] = None,
+                     out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Encode one scale's input and decode the full-resolution grid.
+
+        Args:
+            rgb: (1, 3, h, w) normalised image at this scale; seg: (1, 1, h, w) in [-1, 1].
+            size: (H, W) of the full-resolution (padded) grid.
+            roi: (H, W) bool; only these pixels are decoded (``out`` keeps the others).
+            out: (H, W) float32 written in place (required with ``roi``).
+
+        Returns:
+            (H, W) float32 probabilities (``out``).
+        """
+        model = self.model
+        if out is None:
+            if roi is not None:
+                raise ValueError('decoding a region of interest needs the previous output')
+            out = torch.empty(size, dtype=torch.float32, device=self.device)
+        feat_size = model.feature_size(*rgb.shape[-2:])
+        grid = model.grid_queries(feat_size, size)
+        windows = self.tiles(feat_size)
+        for (r0, r1), (c0, c1) in windows:
+            # target rows / columns whose first neighbour (shift -1) lies in this window
+            i0, i1 = (int(v) for v in torch.searchsorted(
+                grid.rows.index[0], torch.tensor([r0, r1], device=self.device)))
+            j0, j1 = (int(v) for v in torch.searchsorted(
+                grid.cols.index[0], torch.tensor([c0, c1], device=self.device)))
+            if i0 == i1 or j0 == j1:
+                continue
+            pixels = None
+            if roi is not None:
+                pixels = roi[i0:i1, j0:j1].nonzero()
+                if pixels.shape[0] == 0:
+                    continue
+            # their second neighbour (shift +1) may lie one feature pixel further
+            r_hi = max(r1, int(grid.rows.index[1, i1 - 1]) + 1)
+            c_hi = max(c1, int(grid.cols.index[1, j1 - 1]) + 1)
+            with self.autocast():
+                if len(windows) == 1:
+                    feat = model.encode(rgb, seg)
+                else:
+                    feat = model.encode_region(rgb, seg, (r0, r_hi), (c0, c_hi))
+                decoder = model.query_decoder(feat, (r0, c0), feat_size)
+                del feat
+                if pixels is None:
+                    self._decode_block(decoder, grid, (i0, i1), (j0, j1), out)
+                else:
+                    self._decode_pixels(decoder, grid, pixels[:, 0] + i0, pixels[:, 1] + j0,
+                                        out)
+        return out
+
+    def _decode_block(self, decoder: Any, grid: GridQueries, rows: Tuple[int, int],
+                      cols: Tuple[int, int], out: torch.Tensor) -> None:
+        (i0, i1), (j0, j1) = rows, cols
+        step_j = min(j1 - j0, self.chunk_size)
+        step_i = max(1, self.chunk_size // step_j)
+        for a in range(i0, i1, step_i):
+            b = min(a + step_i, i1)
+            for c in range(j0, j1, step_j):
+                d = min(c + step_j, j1)
+                logits = decoder.block(grid, (a, b), (c, d))
+                out[a:b, c:d] = torch.sigmoid(logits).view(b - a, d - c)
+
+    def _decode_pixels(self, decoder: Any, grid: GridQueries, rows: torch.Tensor,
+                       cols: torch.Tensor, out: torch.Tensor) -> None:
+        for a in range(0, rows.shape[0], self.chunk_size):
+            r, c = rows[a:a + self.chunk_size], cols[a:a + self.chunk_size]
+            out[r, c] = torch.sigmoid(decoder.pixels(grid, r, c))
+
+    def __repr__(self) -> str:
+        return (f'{type(self).__name__}(scales={self.scales}, chunk_size={self.chunk_size}, '
+                f'tile_size={self.tile_size}, roi_only={self.roi_only}, '
+                f'roi_band={self.roi_band}, roi_dilation={self.roi_dilation}, '
+                f'blocks={self.model.blocks}, width={self.model.width}, '
+                f'device={str(self.device)!r}, precision={self.precision!r}, bgr={self.bgr})')
