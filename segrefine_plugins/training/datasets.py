@@ -1,0 +1,182 @@
+"""Image / mask pair folders for training and validation (torch ``Dataset``, no mmengine).
+
+Two folder layouts are recognised per root, and several roots are concatenated:
+
+* ``ROOT/images/NAME.jpg`` + ``ROOT/masks/NAME.png`` (the layout of ``../shared/data``);
+* ``ROOT/NAME_im.jpg`` + ``ROOT/NAME_gt.png`` (the published training sets' layout).
+
+Training items (``train=True``): the published augmentation (random crop with zero padding,
+flip, colour jitter, random grayscale; :mod:`.transforms`) and the published perturbation to a
+random IoU target in ``iou_range`` (:mod:`.perturbation`). Validation items (``train=False``):
+the whole image, and a coarse mask that is the same for a given index every time (perturbation
+seeded by ``seed`` and the index, or the ``8x`` down-up-sampled ground truth).
+
+Each item is a dict:
+    ``image``: (3, S, S) float32, RGB / 255 normalised with ImageNet mean / std;
+    ``seg``:   (1, S, S) float32 coarse mask in {-1, +1};
+    ``gt``:    (1, S, S) float32 soft ground truth in [0, 1];
+    ``index``: int.
+
+Randomness: item ``i`` of a training set draws from a generator seeded with
+``(seed, i, n)`` where ``n`` counts how often this process has drawn item ``i``; with the
+samplers used here each index is handled by one worker at a time, so the augmentation stream is
+reproducible for a given seed and worker count and differs between epochs.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from collections import defaultdict
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .perturbation import lowres_mask, perturb_mask
+from .transforms import color_jitter, random_crop_flip, random_grayscale, random_rescale
+
+__all__ = ['find_pairs', 'MaskPairDataset', 'IMAGENET_MEAN', 'IMAGENET_STD']
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+_IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
+
+
+def _first_existing(stem: str, exts: Sequence[str]) -> Optional[str]:
+    for ext in exts:
+        if os.path.isfile(stem + ext):
+            return stem + ext
+    return None
+
+
+def find_pairs(root: Union[str, os.PathLike]) -> List[Tuple[str, str]]:
+    """All (image path, mask path) pairs under ``root``, sorted by name.
+
+    Raises:
+        ValueError: ``root`` is missing or holds no pair in either layout.
+    """
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise ValueError(f'dataset root {root!r} is not a directory')
+    pairs: List[Tuple[str, str]] = []
+    img_dir, mask_dir = os.path.join(root, 'images'), os.path.join(root, 'masks')
+    if os.path.isdir(img_dir) and os.path.isdir(mask_dir):
+        for img in sorted(os.listdir(img_dir)):
+            stem, ext = os.path.splitext(img)
+            if ext.lower() not in _IMAGE_EXTS:
+                continue
+            mask = _first_existing(os.path.join(mask_dir, stem), ('.png', '.bmp', '.jpg'))
+            if mask is not None:
+                pairs.append((os.path.join(img_dir, img), mask))
+    for gt in sorted(glob.glob(os.path.join(root, '*_gt.png'))):
+        img = _first_existing(gt[:-len('_gt.png')] + '_im', _IMAGE_EXTS)
+        if img is not None:
+            pairs.append((img, gt))
+    if not pairs:
+        raise ValueError(f'no image / mask pairs in {root!r}: expected images/*.jpg + '
+                         f'masks/*.png or *_im.jpg + *_gt.png')
+    return pairs
+
+
+def read_pair(image_path: str, mask_path: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Read an (H, W, 3) uint8 RGB image and its (H, W) uint8 mask; sizes must agree."""
+    bgr = cv2.imread(image_path, cv2.IMREAD_COLOR)
+    mask = cv2.imread(mask_path, cv2.IMREAD_GRAYSCALE)
+    if bgr is None or mask is None:
+        raise ValueError(f'cannot read {image_path if bgr is None else mask_path!r}')
+    if bgr.shape[:2] != mask.shape:
+        raise ValueError(f'{image_path!r} is {bgr.shape[1]}x{bgr.shape[0]} but its mask '
+                         f'{mask_path!r} is {mask.shape[1]}x{mask.shape[0]}')
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), mask
+
+
+def to_tensors(image: np.ndarray, coarse: np.ndarray, gt: np.ndarray) -> Dict[str, torch.Tensor]:
+    """uint8 image / coarse mask / ground truth -> the normalised tensors of an item."""
+    img = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    seg = np.where(coarse > 127, 1.0, -1.0).astype(np.float32)
+    return {'image': torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),
+            'seg': torch.from_numpy(seg)[None],
+            'gt': torch.from_numpy(gt.astype(np.float32) / 255.0)[None]}
+
+
+class MaskPairDataset(Dataset):
+    """Image / mask pairs from one or more roots (see the module docstring).
+
+    Args:
+        roots: one root or a list of roots (concatenated in order).
+        train: augment + random perturbation (True) or whole images + fixed coarse masks.
+        crop_size: training crop side (published: 224).
+        iou_range: IoU targets of the perturbation, drawn uniformly (published: [0.8, 1.0)).
+        coarse: validation coarse kind, ``'perturb'`` or ``'lowres'``.
+        val_iou: IoU target of the validation perturbation.
+        lowres_factor: factor of the ``'lowres'`` kind.
+        lowres_prob: training only: probability of using the down-up-sampled ground truth as
+            the coarse input instead of the perturbation (0 = published recipe).
+        scale_range: training only: resize image and mask by a random factor in this range
+            before cropping (None = no resize, the published recipe). Lets a small crop see
+            more of the object.
+        seed: base seed of all randomness.
+        subset: ``(start, stop)``: use only these pairs (after concatenation, sorted by
+            name), e.g. to hold out the tail of a folder for validation, or a handful for tests.
+    """
+
+    def __init__(self, roots: Union[str, Sequence[str]], train: bool = True,
+                 crop_size: int = 224, iou_range: Tuple[float, float] = (0.8, 1.0),
+                 coarse: str = 'perturb', val_iou: float = 0.8, lowres_factor: int = 8,
+                 lowres_prob: float = 0.0, scale_range: Optional[Tuple[float, float]] = None,
+                 seed: int = 0, subset: Optional[Tuple[int, int]] = None) -> None:
+        roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
+        if not roots:
+            raise ValueError('at least one dataset root is needed')
+        if coarse not in ('perturb', 'lowres'):
+            raise ValueError(f"coarse must be 'perturb' or 'lowres', got {coarse!r}")
+        if not 0.0 <= lowres_prob <= 1.0:
+            raise ValueError(f'lowres_prob must be in [0, 1], got {lowres_prob}')
+        self.pairs = [p for r in roots for p in find_pairs(os.path.expanduser(os.fspath(r)))]
+        if subset is not None:
+            start, stop = (int(v) for v in subset)
+            self.pairs = self.pairs[start:stop]
+            if not self.pairs:
+                raise ValueError(f'subset {tuple(subset)} selects no pair')
+        if scale_range is not None and not 0 < scale_range[0] <= scale_range[1]:
+            raise ValueError(f'scale_range must be (lo, hi) with 0 < lo <= hi, got {scale_range}')
+        self.scale_range = None if scale_range is None else tuple(float(v) for v in scale_range)
+        self.train, self.crop_size = bool(train), int(crop_size)
+        self.iou_range, self.coarse, self.val_iou = tuple(iou_range), coarse, float(val_iou)
+        self.lowres_factor, self.lowres_prob = int(lowres_factor), float(lowres_prob)
+        self.seed = int(seed)
+        self._draws: Dict[int, int] = defaultdict(int)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def generator(self, index: int) -> np.random.Generator:
+        """The generator item ``index`` draws from next (advances the per-item counter)."""
+        n = self._draws[index]
+        self._draws[index] = n + 1
+        return np.random.default_rng([self.seed, index, n])
+
+    def __getitem__(self, index: int) -> Dict[str, Union[torch.Tensor, int]]:
+        if not 0 <= index < len(self.pairs):
+            raise IndexError(f'index {index} out of range for {len(self.pairs)} pairs')
+        image, gt = read_pair(*self.pairs[index])
+        if self.train:
+            rng = self.generator(index)
+            if self.scale_range is not None:
+                image, gt = random_rescale(image, gt, self.scale_range, rng)
+            image, gt = random_crop_flip(image, gt, self.crop_size, rng)
+            image = random_grayscale(color_jitter(image, rng), rng)
+            if self.lowres_prob > 0 and rng.random() < self.lowres_prob:
+                coarse = lowres_mask(gt, self.lowres_factor)
+            else:
+                coarse = perturb_mask(gt, rng, iou_range=self.iou_range)
+        elif self.coarse == 'lowres':
+            coarse = lowres_mask(gt, self.lowres_factor)
+        else:
+            coarse = perturb_mask(gt, np.random.default_rng([self.seed, index]),
+                                  iou_target=self.val_iou)
+        item: Dict[str, Union[torch.Tensor, int]] = dict(to_tensors(image, coarse, gt))
+        item['index'] = index
+        return item

@@ -1,0 +1,120 @@
+"""Image / mask folder datasets: both layouts, concatenation, items, reproducibility."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from segrefine_plugins.training.datasets import MaskPairDataset, find_pairs, read_pair
+from segrefine_plugins.training.perturbation import lowres_mask
+
+
+@pytest.fixture(scope='module')
+def published_layout(data_root, tmp_path_factory):
+    """Three ECSSD pairs copied into the published NAME_im.jpg / NAME_gt.png layout."""
+    root = tmp_path_factory.mktemp('published')
+    for img, mask in find_pairs(data_root / 'ecssd')[:3]:
+        stem = img.rsplit('/', 1)[-1].rsplit('.', 1)[0]
+        shutil.copy(img, root / f'{stem}_im.jpg')
+        shutil.copy(mask, root / f'{stem}_gt.png')
+    return root
+
+
+def test_both_layouts_and_concatenation(data_root, published_layout):
+    assert len(find_pairs(published_layout)) == 3
+    ds = MaskPairDataset([str(data_root / 'ecssd'), str(published_layout)], subset=None)
+    assert len(ds) == 1000 + 3
+    assert ds.pairs[-1][1].endswith('_gt.png')
+
+
+def test_missing_or_empty_roots_raise(tmp_path):
+    with pytest.raises(ValueError, match='not a directory'):
+        find_pairs(tmp_path / 'nope')
+    with pytest.raises(ValueError, match='no image / mask pairs'):
+        find_pairs(tmp_path)
+    with pytest.raises(ValueError):
+        MaskPairDataset([])
+    with pytest.raises(ValueError):
+        MaskPairDataset(str(tmp_path), coarse='bogus')
+
+
+def test_mismatched_sizes_raise(tmp_path, data_root):
+    img, mask = find_pairs(data_root / 'ecssd')[0]
+    import cv2
+    shutil.copy(img, tmp_path / 'a_im.jpg')
+    m = cv2.imread(mask, cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(tmp_path / 'a_gt.png'), m[:-3])
+    with pytest.raises(ValueError, match='its mask'):
+        read_pair(*find_pairs(tmp_path)[0])
+
+
+def test_training_item_shapes_and_ranges(data_root):
+    ds = MaskPairDataset(str(data_root / 'duts-te-2k'), crop_size=64, subset=(0, 4), seed=1)
+    item = ds[2]
+    assert item['image'].shape == (3, 64, 64) and item['image'].dtype == torch.float32
+    assert item['seg'].shape == (1, 64, 64) and set(item['seg'].unique().tolist()) <= {-1.0, 1.0}
+    assert item['gt'].shape == (1, 64, 64) and 0 <= item['gt'].min() <= item['gt'].max() <= 1
+    assert item['index'] == 2
+    # soft ground truth is kept soft (DUTS masks have anti-aliased edges)
+    full = MaskPairDataset(str(data_root / 'duts-te-2k'), train=False, subset=(0, 4))[0]
+    g = full['gt']
+    assert ((g > 0) & (g < 1)).any()
+
+
+def test_training_items_reproducible_per_seed_and_vary_per_draw(data_root):
+    kw = dict(roots=str(data_root / 'duts-te-2k'), crop_size=48, subset=(0, 3))
+    a, b, c = MaskPairDataset(seed=5, **kw), MaskPairDataset(seed=5, **kw), \
+        MaskPairDataset(seed=6, **kw)
+    first_a, first_b = a[1], b[1]
+    for k in ('image', 'seg', 'gt'):
+        assert torch.equal(first_a[k], first_b[k])
+    assert not torch.equal(first_a['seg'], c[1]['seg']) or \
+        not torch.equal(first_a['image'], c[1]['image'])
+    second = a[1]   # the next draw of the same item is a new augmentation
+    assert not torch.equal(first_a['image'], second['image']) or \
+        not torch.equal(first_a['seg'], second['seg'])
+
+
+def test_validation_items_are_fixed_and_coarse(data_root):
+    kw = dict(roots=str(data_root / 'ecssd'), train=False, subset=(0, 2))
+    ds = MaskPairDataset(coarse='perturb', val_iou=0.8, **kw)
+    x, y = ds[0], ds[0]
+    assert torch.equal(x['seg'], y['seg'])
+    img, _ = read_pair(*ds.pairs[0])
+    assert x['image'].shape[1:] == img.shape[:2]
+    gt, seg = x['gt'][0] > 0.5, x['seg'][0] > 0
+    iou = (gt & seg).sum().item() / (gt | seg).sum().item()
+    assert 0.6 < iou < 0.85
+    low = MaskPairDataset(coarse='lowres', **kw)[0]
+    lseg = low['seg'][0] > 0
+    assert (gt & lseg).sum().item() / (gt | lseg).sum().item() > 0.85
+
+
+def test_lowres_prob_one_gives_lowres_training_inputs(data_root):
+    ds = MaskPairDataset(str(data_root / 'ecssd'), crop_size=400, subset=(0, 1),
+                         lowres_prob=1.0)
+    item = ds[0]
+    seg = item['seg'][0].numpy() > 0
+    gt_u8 = np.rint(item['gt'][0].numpy() * 255).astype(np.uint8)
+    np.testing.assert_array_equal(seg, lowres_mask(gt_u8, 8) > 0)
+    with pytest.raises(ValueError):
+        MaskPairDataset(str(data_root / 'ecssd'), lowres_prob=1.5)
+
+
+def test_subset_and_index_errors(data_root):
+    ds = MaskPairDataset(str(data_root / 'ecssd'), subset=(10, 15))
+    assert len(ds) == 5 and ds.pairs[0] == find_pairs(data_root / 'ecssd')[10]
+    with pytest.raises(IndexError):
+        ds[5]
+    with pytest.raises(ValueError):
+        MaskPairDataset(str(data_root / 'ecssd'), subset=(5, 5))
+
+
+def test_dataloader_with_workers_collates(data_root):
+    ds = MaskPairDataset(str(data_root / 'duts-te-2k'), crop_size=32, subset=(0, 4))
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2)
+    batch = next(iter(loader))
+    assert batch['image'].shape == (2, 3, 32, 32) and batch['seg'].shape == (2, 1, 32, 32)
+    assert np.isfinite(batch['image'].numpy()).all()

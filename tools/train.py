@@ -1,0 +1,138 @@
+#!/usr/bin/env python
+"""Train a CascadePSP / CRM refiner with mmengine's Runner.
+
+    python tools/train.py configs/train/crm_cpu_small.py --work-dir work_dirs/crm_small
+    python tools/train.py CONFIG --resume                 # continue from the last checkpoint
+    python tools/train.py CONFIG --resume PATH.pth        # continue from a given checkpoint
+    python tools/train.py CONFIG --amp                    # mixed precision (GPU)
+    torchrun --nproc_per_node 2 tools/train.py CONFIG --launcher pytorch
+    python tools/train.py CONFIG --cfg-options train_cfg.max_iters=100 model.width=16
+    python tools/train.py CONFIG --benchmark-data 50      # data pipeline speed, masks / s
+
+Checkpoints (``iter_N.pth``) hold the model's state dict in the published layout under
+``state_dict``; ``build_refiner(dict(type='CRM', checkpoint='.../iter_N.pth', ...))`` loads
+them. Validation reports IoU / mBA of the refined and of the coarse masks (percent).
+Data: configs read ``$SEGREFINE_DATA`` (default ``../shared/data``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+import sys
+from typing import List, Optional
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    from mmengine.config import DictAction
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('config', help='training config file (configs/train/*.py)')
+    p.add_argument('--work-dir', help='where logs and checkpoints go '
+                   '(default: work_dirs/<config name>)')
+    p.add_argument('--resume', nargs='?', type=str, const='auto', default=None,
+                   help='resume from the latest checkpoint of the work dir, or from PATH')
+    p.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                   help='job launcher (pytorch: under torchrun, one process per GPU)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                   help='override config entries, e.g. train_cfg.max_iters=100')
+    p.add_argument('--benchmark-data', type=int, metavar='N', default=0,
+                   help='only measure the training dataloader: masks / s over N batches')
+    p.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    args = p.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def build_config(args: argparse.Namespace):
+    """The mmengine Config of a run: file + --cfg-options + command-line switches."""
+    from mmengine.config import Config
+    if not osp.isfile(args.config):
+        raise SystemExit(f'config file not found: {args.config}')
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    return cfg
+
+
+def build_runner(argv: Optional[List[str]] = None):
+    """Parse ``argv`` and build the mmengine Runner (not started)."""
+    args = parse_args(argv)
+    import segrefine_plugins.training  # noqa: F401  (registers datasets / models / metrics)
+    from mmengine.runner import Runner
+    return Runner.from_cfg(build_config(args))
+
+
+def benchmark_data(config: str, n_batches: int, cfg_options: Optional[dict] = None) -> float:
+    """Masks per second the config's training dataloader delivers (its batch size, workers,
+    augmentation and perturbation; no model). Prints and returns the rate."""
+    import time
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    import segrefine_plugins.training  # noqa: F401
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
+    it = iter(loader)
+    next(it)  # worker start-up is not counted
+    start, masks = time.perf_counter(), 0
+    for _ in range(n_batches):
+        masks += next(it)['seg'].shape[0]
+    rate = masks / (time.perf_counter() - start)
+    print(f'{masks} training masks in {masks / rate:.1f} s: {rate:.1f} masks/s '
+          f'(batch {cfg.train_dataloader.batch_size}, '
+          f'{cfg.train_dataloader.get("num_workers", 0)} workers)')
+    return rate
+
+
+def resume_allow_list() -> list:
+    """Globals that mmengine Runner checkpoints pickle besides tensors.
+
+    With torch >= 2.6, ``torch.load`` defaults to ``weights_only=True`` and mmengine 0.10.7
+    resumes with a plain ``torch.load``, which refuses its own checkpoints (the message hub's
+    ``HistoryBuffer``, numpy arrays / scalars, and ``getattr`` that rebinds the buffers'
+    statistics methods). Resuming keeps ``weights_only=True`` and allows exactly these.
+    """
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+    return [HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar,
+            getattr] + [type(np.dtype(t)) for t in ('f4', 'f8', 'i4', 'i8', 'u1', 'b1')]
+
+
+def train(runner) -> None:
+    """``runner.train()``; a resumed run may read mmengine's own objects (see
+    :func:`resume_allow_list`)."""
+    import torch
+    if runner._resume:
+        with torch.serialization.safe_globals(resume_allow_list()):
+            runner.train()
+    else:
+        runner.train()
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+    if args.benchmark_data:
+        benchmark_data(args.config, args.benchmark_data, args.cfg_options)
+        return
+    train(build_runner(argv))
+
+
+if __name__ == '__main__':
+    main()
