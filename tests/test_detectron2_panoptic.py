@@ -138,3 +138,20 @@ def test_malformed_inputs(scene, case, match):
         ids = ids.float()
     with pytest.raises(ValueError, match=match):
         check_panoptic(ids, infos, img.shape[:2])
+
+
+def test_crm_refiner_from_the_config(scene, crm_weights):
+    """CRM built from MODEL.SEGREFINE (SCALES reach its constructor) refines a panoptic output."""
+    from detectron2.config import get_cfg
+    from segrefine_plugins.detectron2 import add_segrefine_config, build_refiner_from_cfg
+
+    cfg = get_cfg()
+    add_segrefine_config(cfg)
+    cfg.merge_from_list(['MODEL.DEVICE', 'cpu', 'MODEL.SEGREFINE.REFINER.TYPE', 'CRM',
+                         'MODEL.SEGREFINE.REFINER.CHECKPOINT', str(crm_weights),
+                         'MODEL.SEGREFINE.REFINER.SCALES', [0.5, 1.0]])
+    crm = build_refiner_from_cfg(cfg)
+    assert type(crm).__name__ == 'CRMRefiner'
+    img, ids, infos = scene
+    out_map, out_infos = refine_panoptic(img, ids, infos, crm)
+    _check_consistent(out_map, out_infos, infos)

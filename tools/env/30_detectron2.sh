@@ -45,7 +45,8 @@ PIP_FIND_LINKS= $PIP install --quiet -c "$CONSTRAINTS" \
 WHEEL=$(ls "$WHEEL_DIR"/detectron2_cdo-0.5"$D2_SUFFIX"-*.whl 2>/dev/null | head -n1 || true)
 if [ -z "$WHEEL" ]; then
     echo "[30_detectron2] building detectron2-cdo 0.5 without its C++ extension"
-    PIP_FIND_LINKS= $PIP download --quiet --no-deps --no-binary :all: "detectron2-cdo==0.5" \
+    PIP_FIND_LINKS= $PIP download --quiet --no-deps --no-build-isolation --no-binary :all: \
+        "detectron2-cdo==0.5" \
         -d "$WORK"
     tar -xzf "$WORK"/detectron2_cdo-0.5.tar.gz -C "$WORK"
     SRC="$WORK/detectron2_cdo-0.5"
