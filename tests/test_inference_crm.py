@@ -106,8 +106,8 @@ def test_roi_decodes_only_the_band_and_carries_the_rest(small_state):
         roi[5:20, 100:150] = True
         roi[90, 3] = True
         encoded = []
-        orig = refiner.model.encode_region
-        refiner.model.encode_region = lambda *a: encoded.append(a[2:]) or orig(*a)
+        orig = refiner.net.encode_region
+        refiner.net.encode_region = lambda *a: encoded.append(a[2:]) or orig(*a)
         out = refiner.decode_scale(rgb, seg * 2 - 1, size, roi=roi,
                                    out=torch.full(size, -1.0))
     assert torch.equal(out[~roi], torch.full(size, -1.0)[~roi])

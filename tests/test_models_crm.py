@@ -138,6 +138,25 @@ def test_encode_region_equals_encode(arch):
                                        atol=1e-5, rtol=1e-5)
 
 
+def test_folded_copy_keeps_the_numbers(published, golden):
+    folded = published.folded()
+    # only the three BNs that follow a ReLU (bn1_128, bn1_256, bn1_1024) are left
+    left = [n for n, m in folded.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert left == ['aspp_.bn1_128', 'aspp_.bn1_256', 'aspp_.bn1_1024']
+    assert not hasattr(folded.feats, 'layer4')
+    assert 'feats.layer4.0.conv1.weight' in published.state_dict()  # original untouched
+    rgb, seg = torch.from_numpy(golden['rgb']), torch.from_numpy(golden['seg'])
+    with torch.inference_mode():
+        ref = published.encode(rgb, seg)
+        torch.testing.assert_close(folded.encode(rgb, seg), ref, atol=1e-5, rtol=1e-5)
+        cl = folded.to(memory_format=torch.channels_last)
+        out = cl.encode(rgb.contiguous(memory_format=torch.channels_last),
+                        seg.contiguous(memory_format=torch.channels_last))
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(cl.encode_region(rgb, seg, (3, 20), (0, 32)),
+                                   ref[..., 3:20, :], atol=1e-5, rtol=1e-5)
+
+
 def test_encode_region_needs_its_receptive_field(monkeypatch):
     """Control: with the receptive field ignored, interior windows come out wrong."""
     model = _small((2, 2, 2, 2), 8)

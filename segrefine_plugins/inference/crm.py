@@ -52,6 +52,8 @@ PAD = 32
 #: Folder of the shipped default weights (``crm_default.pth`` + ``crm_default.json``).
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / 'weights'
 PUBLISHED_ARCH: Dict[str, Any] = {'blocks': (3, 4, 6, 3), 'width': 64}
+#: The published inference scales.
+PUBLISHED_SCALES: Tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
 
 
 def default_weights(name: str = 'crm_default',
@@ -121,7 +123,9 @@ class CRMRefiner(Refiner):
             its sidecar ``crm_default.json`` (ValueError while none is installed).
         scales: resolutions at which the image is encoded, in order (published
             (0.125, 0.25, 0.5, 1.0)); each in (0, 1]. Every scale decodes the full-resolution
-            grid; fewer scales are faster and change the numbers.
+            grid; fewer scales are faster and change the numbers. ``None``: the published
+            scales, or, for the default weights, the ``scales`` their sidecar names (the
+            shipped small model was trained for single-scale use).
         chunk_size: queries (pixels) decoded at once. Memory ~1.1 KB per query in fp32
             (16384 -> ~18 MB, 65536 -> ~72 MB); the output does not depend on it. The
             published code decodes 802,816 at once (~2 KB of 262-value MLP inputs per
@@ -149,14 +153,13 @@ class CRMRefiner(Refiner):
     min_input_size: int = PAD + 1
 
     def __init__(self, checkpoint: Optional[Checkpoint] = None,
-                 scales: Sequence[float] = (0.125, 0.25, 0.5, 1.0), chunk_size: int = 16384,
+                 scales: Optional[Sequence[float]] = None, chunk_size: int = 16384,
                  tile_size: Optional[int] = 1536, roi_only: bool = False,
                  roi_band: Tuple[float, float] = (0.05, 0.95), roi_dilation: int = 4,
                  blocks: Optional[Sequence[int]] = None, width: Optional[int] = None,
                  device: Union[str, torch.device] = 'cpu', precision: str = 'fp32',
                  bgr: bool = False) -> None:
         super().__init__(device=device, precision=precision, bgr=bgr)
-        self.scales = self._check_scales(scales)
         self.chunk_size = _check_int('chunk_size', chunk_size, 1)
         self.tile_size = None if tile_size is None else _check_int('tile_size', tile_size, 32)
         self.roi_only = bool(roi_only)
@@ -168,6 +171,10 @@ class CRMRefiner(Refiner):
         self.roi_band = (float(roi_band[0]), float(roi_band[1]))
         self.roi_dilation = _check_int('roi_dilation', roi_dilation, 0)
         state, arch = self._load_state(checkpoint)
+        if scales is None:  # the default weights' sidecar may name the scales they were made for
+            scales = arch.get('scales', PUBLISHED_SCALES) if checkpoint is None \
+                else PUBLISHED_SCALES
+        self.scales = self._check_scales(scales)
         if blocks is not None and tuple(blocks) != tuple(arch['blocks']) or \
                 width is not None and width != arch['width']:
             raise ValueError(f'blocks={blocks}, width={width} do not match the checkpoint '
@@ -175,6 +182,9 @@ class CRMRefiner(Refiner):
         extra = {k: int(arch[k]) for k in ('feat_channels', 'hidden') if k in arch}
         model = load_checkpoint(CRMNet(arch['blocks'], arch['width'], **extra), state)
         self.model = model.eval().requires_grad_(False).to(self.device)
+        # what runs: BatchNorm folded into the convolutions and channels-last memory (each
+        # ~15 % faster on CPU); same numbers up to float rounding
+        self.net = model.folded().to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------ construction
     @staticmethod
@@ -281,7 +291,9 @@ class CRMRefiner(Refiner):
         Returns:
             (H, W) float32 probabilities (``out``).
         """
-        model = self.model
+        model = self.net
+        rgb = rgb.contiguous(memory_format=torch.channels_last)
+        seg = seg.contiguous(memory_format=torch.channels_last)
         if out is None:
             if roi is not None:
                 raise ValueError('decoding a region of interest needs the previous output')
