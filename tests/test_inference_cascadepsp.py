@@ -160,6 +160,8 @@ def test_crop_batch_bigger_than_grid_is_fine(state):
     prob = refiner.refine(image, mask)
     assert prob.shape == (120, 100) and 0 <= prob.min() and prob.max() <= 1
     assert calls[0] == 1 and all(1 <= b <= len(crop_grid(120, 100, 96)) for b in calls[1:])
+    assert refiner.last_stats == {'global_size': (96, 80), 'crops': len(crop_grid(120, 100, 96)),
+                                  'crops_kept': sum(calls[1:])}
 
 
 def test_half_precision_is_an_option(state):

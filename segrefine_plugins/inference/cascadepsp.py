@@ -107,6 +107,9 @@ class CascadePSPRefiner(Refiner):
         self.crop_batch_size = crop_batch_size
         model = load_checkpoint(CascadePSPNet(), checkpoint)
         self.model = model.eval().requires_grad_(False).to(self.device)
+        #: facts about the last ``refine`` call: global-step input size, crops on the grid and
+        #: crops kept by the skip rule (for benchmarks and curious users)
+        self.last_stats: Dict[str, Any] = {}
 
     # ------------------------------------------------------------------ pipeline
     def _refine(self, image: torch.Tensor, mask_u8: torch.Tensor) -> torch.Tensor:
@@ -122,6 +125,7 @@ class CascadePSPRefiner(Refiner):
             seg_g = resize_long_side(seg, self.L, 'bilinear')
         else:
             im_g, seg_g = image, seg
+        self.last_stats = {'global_size': tuple(im_g.shape[-2:]), 'crops': 0, 'crops_kept': 0}
         out = self.forward_padded(im_g, seg_g)
         pred_224, pred_56 = out['pred_224'].float(), out['pred_56_2'].float()
 
@@ -142,7 +146,9 @@ class CascadePSPRefiner(Refiner):
         r1 = (F.interpolate(pred_224, size=(h, w), mode='bilinear', align_corners=False)
               > 0.5).float() * 2 - 1
         r4 = F.interpolate(pred_56, size=(h, w), mode='bilinear', align_corners=False) * 2 - 1
-        kept = [c for c in crop_grid(h, w, self.L) if self._interesting(r1, c)]
+        crops = crop_grid(h, w, self.L)
+        kept = [c for c in crops if self._interesting(r1, c)]
+        self.last_stats.update(crops=len(crops), crops_kept=len(kept))
         acc = TileAccumulator(h, w, device=self.device)
         for i in range(0, len(kept), self.crop_batch_size):
             batch = kept[i:i + self.crop_batch_size]
