@@ -114,6 +114,7 @@ def test_roi_decodes_only_the_band_and_carries_the_rest(small_state):
     torch.testing.assert_close(out[roi], full[roi], atol=1e-6, rtol=0)
     n_windows = len(refiner.tiles(refiner.model.feature_size(60, 80)))
     assert 0 < len(encoded) < n_windows
+    assert refiner.last_stats['windows_encoded'] == n_windows + len(encoded)
 
 
 def test_uncertain_band(small_state):
@@ -140,6 +141,10 @@ def test_roi_only_changes_only_uncertain_pixels(small_state, sample):
                              roi_dilation=0)).refine(image, mask)
     band = (coarse > lo) & (coarse < hi)
     assert 0 < band.mean() < 0.5
+    stats = build_refiner(dict(kw, roi_only=True, roi_band=(float(lo), float(hi)),
+                               roi_dilation=0))
+    stats.refine(image, mask)
+    assert 0.5 < stats.last_stats['decoded'] < 0.75  # scale 1 of 2 decodes the band only
     np.testing.assert_allclose(roi[band], full[band], atol=1e-6, rtol=0)
     np.testing.assert_array_equal(roi[~band], coarse[~band])
 

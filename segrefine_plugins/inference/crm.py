@@ -185,6 +185,9 @@ class CRMRefiner(Refiner):
         # what runs: BatchNorm folded into the convolutions and channels-last memory (each
         # ~15 % faster on CPU); same numbers up to float rounding
         self.net = model.folded().to(memory_format=torch.channels_last)
+        #: what the last refine() did: encoder windows (all / encoded) and the fraction of
+        #: full-resolution queries decoded, over all scales (1.0 unless roi_only)
+        self.last_stats: Dict[str, Any] = {}
 
     # ------------------------------------------------------------------ construction
     @staticmethod
@@ -229,6 +232,7 @@ class CRMRefiner(Refiner):
         seg = F.pad(((mask_u8 > 127).float() * 2 - 1).view(1, 1, h, w), (PAD,) * 4,
                     mode='reflect')
         size = (h + 2 * PAD, w + 2 * PAD)
+        self.last_stats = {'windows': 0, 'windows_encoded': 0, 'decoded': 0.0}
         prob: Optional[torch.Tensor] = None
         for k, s in enumerate(self.scales):
             rgb_s, seg_s = self._resize(rgb, seg, s)
@@ -238,6 +242,8 @@ class CRMRefiner(Refiner):
             if k + 1 < len(self.scales):
                 seg = (prob.view(1, 1, *size) - 0.5) * 2
         assert prob is not None
+        self.last_stats['decoded'] = round(
+            self.last_stats['decoded'] / (len(self.scales) * size[0] * size[1]), 4)
         return prob[PAD:PAD + h, PAD:PAD + w]
 
     @staticmethod
@@ -260,8 +266,9 @@ class CRMRefiner(Refiner):
         lo, hi = self.roi_band
         band = (prob > lo) & (prob < hi)
         d = self.roi_dilation
-        if d > 0 and bool(band.any()):
-            band = F.max_pool2d(band[None, None].float(), 2 * d + 1, stride=1, padding=d)[0, 0] > 0
+        if d > 0 and bool(band.any()):  # square element, as two 1-D max-pools
+            x = F.max_pool2d(band[None, None].float(), (1, 2 * d + 1), stride=1, padding=(0, d))
+            band = F.max_pool2d(x, (2 * d + 1, 1), stride=1, padding=(d, 0))[0, 0] > 0
         return band
 
     def tiles(self, feat_size: Tuple[int, int]) -> List[Tuple[Tuple[int, int], Tuple[int, int]]]:
@@ -301,6 +308,8 @@ class CRMRefiner(Refiner):
         feat_size = model.feature_size(*rgb.shape[-2:])
         grid = model.grid_queries(feat_size, size)
         windows = self.tiles(feat_size)
+        stats = self.last_stats
+        stats['windows'] = stats.get('windows', 0) + len(windows)
         for (r0, r1), (c0, c1) in windows:
             # target rows / columns whose first neighbour (shift -1) lies in this window
             i0, i1 = (int(v) for v in torch.searchsorted(
@@ -317,6 +326,9 @@ class CRMRefiner(Refiner):
             # their second neighbour (shift +1) may lie one feature pixel further
             r_hi = max(r1, int(grid.rows.index[1, i1 - 1]) + 1)
             c_hi = max(c1, int(grid.cols.index[1, j1 - 1]) + 1)
+            stats['windows_encoded'] = stats.get('windows_encoded', 0) + 1
+            stats['decoded'] = stats.get('decoded', 0) + (
+                (i1 - i0) * (j1 - j0) if pixels is None else pixels.shape[0])
             with self.autocast():
                 if len(windows) == 1:
                     feat = model.encode(rgb, seg)

@@ -529,14 +529,18 @@ class QueryDecoder:
         w = self.region[1]
         n = rows.shape[0]
         h = self._buffer(0, 4 * n).view(4, n, -1)
+        # per-axis terms gathered once per chunk, shared by the four neighbours
+        iy = (grid.rows.index[:, rows] - r0) * w
+        ix = grid.cols.index[:, cols] - c0
+        ry, rx = grid.rows.rel[:, rows], grid.cols.rel[:, cols]
+        py = grid.rows.pos.index_select(1, rows)
+        px = grid.cols.pos.index_select(1, cols)
         areas = []
         for k, (a, b) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
-            iy = grid.rows.index[a][rows]
-            ix = grid.cols.index[b][cols]
-            torch.index_select(self.table, 0, (iy - r0) * w + (ix - c0), out=h[k])
-            h[k] += grid.rows.pos[a][rows]
-            h[k] += grid.cols.pos[b][cols]
-            areas.append((grid.rows.rel[a][rows] * grid.cols.rel[b][cols]).abs_().add_(1e-9))
+            torch.index_select(self.table, 0, iy[a] + ix[b], out=h[k])
+            h[k] += py[a]
+            h[k] += px[b]
+            areas.append((ry[a] * rx[b]).abs_().add_(1e-9))
         return self._mlp(h, areas)
 
     def __call__(self, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
