@@ -119,7 +119,7 @@ def _read_file(file_name: Optional[str], size: tuple) -> Optional[np.ndarray]:
     img = read_image(file_name, format='RGB')
     if img.ndim != 3 or tuple(img.shape[:2]) != tuple(size):
         return None
-    return np.ascontiguousarray(img)
+    return np.require(img, dtype=np.uint8, requirements=['C', 'W'])  # PIL arrays are read-only
 
 
 def wrapper_options(cfg: Any) -> Dict[str, Any]:
