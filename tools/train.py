@@ -104,7 +104,7 @@ def resume_allow_list() -> list:
     """Globals that mmengine Runner checkpoints pickle besides tensors.
 
     With torch >= 2.6, ``torch.load`` defaults to ``weights_only=True`` and mmengine 0.10.7
-    resumes with a plain ``torch.load``, which refuses its own checkpoints (the message hub's
+    resumes / loads ``load_from`` with a plain ``torch.load``, which refuses its own checkpoints (the message hub's
     ``HistoryBuffer``, numpy arrays / scalars, and ``getattr`` that rebinds the buffers'
     statistics methods). Resuming keeps ``weights_only=True`` and allows exactly these.
     """
@@ -116,10 +116,10 @@ def resume_allow_list() -> list:
 
 
 def train(runner) -> None:
-    """``runner.train()``; a resumed run may read mmengine's own objects (see
-    :func:`resume_allow_list`)."""
+    """``runner.train()``; a resumed run, or one starting from ``load_from``, reads
+    mmengine's own objects from the checkpoint (see :func:`resume_allow_list`)."""
     import torch
-    if runner._resume:
+    if runner._resume or runner._load_from:
         with torch.serialization.safe_globals(resume_allow_list()):
             runner.train()
     else:
