@@ -8,7 +8,7 @@ Importing this package registers into mmengine's registries:
   layout);
 * ``METRICS``: :class:`RefinementMetric` (IoU / mBA of refined and coarse masks).
 
-Modules: :mod:`.perturbation`, :mod:`.transforms`, :mod:`.datasets`, :mod:`.losses`,
+Modules: :mod:`.perturbation`, :mod:`.transforms`, :mod:`.datasets`, :mod:`.losses`, :mod:`.export`,
 :mod:`.models`, :mod:`.metrics`. ``tools/train.py`` runs them with mmengine's ``Runner``.
 """
 from __future__ import annotations
