@@ -42,6 +42,12 @@ class PSPModule(nn.Module):
     bottleneck conv (with bias) and ReLU.
 
     (N, C, h, w) -> (N, out_ch, h, w).
+
+    Computed in an equivalent order (same weights, same result up to float rounding): the
+    bottleneck is linear per pixel and bilinear resizing is linear per channel, so
+    ``bottleneck(cat(up(prior_k)..., f)) = W_f f + b + sum_k up(W_k prior_k)``. The
+    ``W_k prior_k`` products are taken on the tiny (k x k) priors, which skips 4/5 of the
+    bottleneck's multiply-adds and the 5C-channel concatenation (523 MB per 904x904 crop).
     """
 
     def __init__(self, in_ch: int = 2048, out_ch: int = 1024,
@@ -54,10 +60,13 @@ class PSPModule(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        size = feats.shape[-2:]
-        priors = [F.interpolate(stage(feats), size=size, mode='bilinear', align_corners=False)
-                  for stage in self.stages]
-        return self.relu(self.bottleneck(torch.cat(priors + [feats], 1)))
+        size, c = feats.shape[-2:], feats.shape[1]
+        weight = self.bottleneck.weight                       # (out, 5C, 1, 1): [W_1..W_6, W_f]
+        out = F.conv2d(feats, weight[:, len(self.stages) * c:], self.bottleneck.bias)
+        for k, stage in enumerate(self.stages):
+            z = F.conv2d(stage(feats), weight[:, k * c:(k + 1) * c])
+            out = out + F.interpolate(z, size=size, mode='bilinear', align_corners=False)
+        return self.relu(out)
 
 
 def _preact_convs(in_ch: int, out_ch: int) -> nn.Sequential:
