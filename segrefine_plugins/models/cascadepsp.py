@@ -91,9 +91,22 @@ class PSPUpsample(nn.Module):
         self.shortcut = nn.Conv2d(x_ch, out_ch, 1)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        # The same operations as ``p = conv(cat(x_up, skip)) + shortcut(x_up)``, run layer by
+        # layer in this frame so that each large map (up_3: 259 channels at full resolution)
+        # is freed as soon as the next one exists; ``Module.__call__`` would keep the
+        # concatenation alive for the whole ``conv``.
         x = _up(x, 2)
-        p = self.conv(torch.cat([x, skip], 1)) + self.shortcut(x)
-        return p + self.conv2(p)
+        shortcut = self.shortcut(x)
+        h = torch.cat([x, skip], 1)
+        del x
+        for layer in self.conv:
+            h = layer(h)
+        p = h + shortcut
+        del h, shortcut
+        q = p
+        for layer in self.conv2:
+            q = layer(q)
+        return p + q
 
 
 def _head(in_ch: int) -> nn.Sequential:
