@@ -174,7 +174,6 @@ def test_refuses_to_write_into_an_input_folder(ecssd, cascadepsp_weights, capsys
 def test_config_errors_exit_2_without_traceback(ecssd, tmp_path, capsys):
     out = tmp_path / 'out'
     cases = [
-        [],                                                       # default refiner: no weights yet
         ['--checkpoint', str(tmp_path / 'missing.pth')],
         ['--config', str(tmp_path / 'missing.py')],
         ['--type', 'NoSuchRefiner'],
@@ -187,14 +186,20 @@ def test_config_errors_exit_2_without_traceback(ecssd, tmp_path, capsys):
         code = main(['refine', '--image', str(ecssd / 'images'), '--mask', str(ecssd / 'coarse'),
                      '--out', str(out), *extra])
         err = capsys.readouterr().err
-        if extra == [] and code == 0:                             # default weights have shipped
-            continue
         assert code == 2, extra
         assert 'error' in err and 'Traceback' not in err, extra
     assert not out.exists() or list(out.iterdir()) == []
     assert main(['refine', '--image', str(ecssd / 'images')]) == 2          # argparse usage
     assert main(['refine', '--image', str(tmp_path / 'none'), '--mask', str(ecssd / 'coarse'),
                  '--out', str(out)]) == 2
+
+
+def test_default_refiner_uses_the_shipped_weights(ecssd, tmp_path):
+    out = tmp_path / 'out'
+    assert main(['refine', '--image', str(ecssd / 'images'), '--mask', str(ecssd / 'coarse'),
+                 '--out', str(out)]) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted(p.stem + '.png' for p in (ecssd / 'images').iterdir())
 
 
 def test_config_file_and_set(ecssd, cascadepsp_weights, tmp_path, capsys):
