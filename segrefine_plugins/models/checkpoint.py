@@ -67,7 +67,9 @@ def _torch_load(path: str) -> Any:
         try:
             needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
         except Exception:  # noqa: BLE001 - not a torch zip file at all
-            raise CheckpointError(f'cannot read checkpoint {path!r}: {err}') from None
+            # (torch's own message would advise weights_only=False: never do that here)
+            raise CheckpointError(f'cannot read checkpoint {path!r}: corrupt or not a torch '
+                                  f'checkpoint file') from None
         foreign = [g for g in needed
                    if not g.startswith(_STANDIN_MODULE_PREFIXES) and g not in _RESTRICTED_GLOBALS]
         if foreign or not needed:
