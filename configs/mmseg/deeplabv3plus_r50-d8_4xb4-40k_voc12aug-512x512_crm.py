@@ -1,0 +1,11 @@
+# deeplabv3plus_r50-d8_4xb4-40k_voc12aug-512x512 (mmseg's own config and checkpoints) refined with CRM.
+#   python <mmseg>/.mim/tools/test.py configs/mmseg/deeplabv3plus_r50-d8_4xb4-40k_voc12aug-512x512_crm.py <segmentor checkpoint> \
+#       --cfg-options refiner.checkpoint=<crm weights>
+_base_ = [
+    'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-40k_voc12aug-512x512.py',
+    '../_base_/segrefine_runtime.py',
+    '../_base_/refiners/crm.py',
+    '../_base_/stuff/voc12.py',
+]
+# mIoU (as IoUMetric computes it), multi-class mBA and mean Boundary IoU
+test_evaluator = dict(_delete_=True, type='BoundaryMetric')

@@ -1,0 +1,11 @@
+# pspnet_r50-d8_4xb4-40k_voc12aug-512x512 (mmseg's own config and checkpoints) refined with CascadePSP.
+#   python <mmseg>/.mim/tools/test.py configs/mmseg/pspnet_r50-d8_4xb4-40k_voc12aug-512x512_cascadepsp.py <segmentor checkpoint> \
+#       --cfg-options refiner.checkpoint=<cascadepsp weights>
+_base_ = [
+    'mmseg::pspnet/pspnet_r50-d8_4xb4-40k_voc12aug-512x512.py',
+    '../_base_/segrefine_runtime.py',
+    '../_base_/refiners/cascadepsp.py',
+    '../_base_/stuff/voc12.py',
+]
+# mIoU (as IoUMetric computes it), multi-class mBA and mean Boundary IoU
+test_evaluator = dict(_delete_=True, type='BoundaryMetric')
