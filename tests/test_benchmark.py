@@ -45,12 +45,18 @@ def test_peak_rss_reset_and_read():
         assert bench.peak_rss_bytes() <= before
 
 
-def test_missing_weights_is_a_usage_error(tmp_path):
+def test_list_values():
+    assert bench.parse_value('0.25/0.5/1') == [0.25, 0.5, 1]
+    assert bench.parse_value('1.0/') == [1.0]
+    assert bench.parse_value('work_dirs/a.pth') == 'work_dirs/a.pth'
+    assert bench.parse_variant('s:scales=0.5/1.0,roi_only=true') == \
+        ('s', {'scales': [0.5, 1.0], 'roi_only': True})
+
+
+def test_usage_errors(tmp_path):
     image = tmp_path / 'a.jpg'
     image.write_bytes(b'x')
     (tmp_path / 'a_coarse.png').write_bytes(b'x')
-    with pytest.raises(SystemExit, match='--checkpoint or --synthetic-weights'):
-        bench.main(['--image', str(image)])
     with pytest.raises(SystemExit, match='not found'):
         bench.main(['--image', str(tmp_path / 'missing.jpg'), '--synthetic-weights'])
     with pytest.raises(SystemExit, match='unique'):

@@ -31,7 +31,8 @@ Method:
   (CascadePSP: global-step size, crops on the grid, crops kept by the skip rule).
 
 Variant syntax: ``--variant NAME[:key=value,key=value...]``; values ``true``/``false``/``none``,
-ints and floats are converted, anything else is a string. The options shared by all variants
+ints and floats are converted, numbers separated by ``/`` make a list (``scales=0.5/1.0``),
+anything else is a string. The options shared by all variants
 come from ``--L``, ``--fast``, ``--precision``, ``--device`` and ``--set key=value``; a
 variant's own keys override them.
 """
@@ -59,8 +60,14 @@ GB = 1024 ** 3
 
 # ---------------------------------------------------------------------------- parsing
 def parse_value(text: str) -> Any:
-    """'true' / 'false' / 'none' / int / float, else the string itself."""
+    """'true' / 'false' / 'none' / int / float, a list of numbers separated by '/'
+    (``0.25/0.5/1.0``), else the string itself."""
     low = text.strip().lower()
+    if '/' in low:
+        parts = [parse_value(t) for t in low.split('/') if t]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in parts):
+            return parts
+        return text
     if low in ('true', 'false'):
         return low == 'true'
     if low == 'none':
@@ -218,7 +225,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                 epilog=__doc__.split('\n\n', 1)[1])
     p.add_argument('--type', default='CascadePSP', help='refiner type (CascadePSP, CRM, ...)')
     w = p.add_mutually_exclusive_group()
-    w.add_argument('--checkpoint', help='weights file')
+    w.add_argument('--checkpoint', help="weights file (default: the refiner's default "
+                                        "weights, where it has some)")
     w.add_argument('--synthetic-weights', action='store_true',
                    help='golden-recipe synthetic weights (seed 0) from the spec manifest')
     p.add_argument('--image', default=str(DATA / 'highres' / 'aeroplane.jpg'))
@@ -253,8 +261,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not path.is_file():
             raise SystemExit(f'error: {path} not found (set SEGREFINE_DATA or pass --image '
                              f'/ --mask)')
-    if not a.checkpoint and not a.synthetic_weights:
-        raise SystemExit('error: give --checkpoint or --synthetic-weights')
     variants = [parse_variant(v) for v in a.variant] or [('default', {})]
     names = [n for n, _ in variants]
     if len(set(names)) != len(names):
@@ -276,9 +282,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix='segrefine_bench_') as tmp:
         folder = Path(tmp)
-        checkpoint = a.checkpoint or str(synthetic_checkpoint(a.type, folder, Path(a.spec)))
+        checkpoint = (str(synthetic_checkpoint(a.type, folder, Path(a.spec)))
+                      if a.synthetic_weights else a.checkpoint)
         for name, options in variants:
-            cfg = dict(shared, checkpoint=checkpoint, **options)
+            cfg = dict(shared, **options)
+            if checkpoint:  # none: the refiner's default weights (CRM ships some)
+                cfg['checkpoint'] = checkpoint
             job = {'cfg': cfg, 'image': str(image), 'mask': str(mask), 'size': a.size,
                    'runs': a.runs, 'warmup': a.warmup, 'threads': a.threads,
                    'output': str(folder / f'{name}.npy'),
