@@ -74,6 +74,12 @@ def test_batched_crops_equal_crop_by_crop(state):
     assert torch.abs(outs[0] - outs[1]).max() < 1e-5
 
 
+def test_default_crop_batch_size_is_one_on_cpu(state):
+    # batching pays on a GPU only (README benchmarks: 0.90x on the CPU, more memory)
+    assert CascadePSPRefiner(state, L=80).crop_batch_size == 1
+    assert CascadePSPRefiner(state, L=80, crop_batch_size=3).crop_batch_size == 3
+
+
 def test_forward_crops_pads_and_crops_back(state):
     refiner = CascadePSPRefiner(state, L=66)
     image, pred_224, pred_56 = _split_inputs(66, 90, 45)
