@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import os.path as osp
 import statistics
 import sys
 import tempfile
@@ -41,6 +40,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / 'tools'))
+
+from benchmark import parse_pairs, synthetic_checkpoint  # noqa: E402  (same value syntax)
 
 BASE_CONFIG = REPO / 'configs' / 'mmseg' / 'pspnet_r50-d8_salient-512x512.py'
 RUNTIME_FRAGMENT = REPO / 'configs' / '_base_' / 'segrefine_runtime.py'
@@ -48,8 +50,6 @@ RUNTIME_FRAGMENT = REPO / 'configs' / '_base_' / 'segrefine_runtime.py'
 
 def parse_variant(text: str) -> Tuple[str, Optional[Dict[str, Any]]]:
     """``NAME[:k=v,...]`` -> (name, refiner entry or None for ``none``)."""
-    sys.path.insert(0, str(REPO / 'tools'))
-    from benchmark import parse_pairs  # same value syntax as tools/benchmark.py
     name, _, rest = text.partition(':')
     if not name:
         raise SystemExit(f'error: bad --variant {text!r}')
@@ -101,18 +101,11 @@ def make_segmentor_checkpoint(path: Path) -> None:
                 'meta': {'dataset_meta': {'classes': ('background', 'object')}}}, path)
 
 
-def synthetic_weights(kind: str, folder: Path, spec: Path) -> str:
-    sys.path.insert(0, str(REPO / 'tools'))
-    from benchmark import synthetic_checkpoint
-    return str(synthetic_checkpoint(kind, folder, spec))
-
-
 def run_variant(name: str, refiner: Optional[Dict[str, Any]], set_root: Path,
                 checkpoint: Path, work: Path, refine_cfg: Dict[str, Any]) -> Dict[str, Any]:
     """One Runner.test() with per-iteration timing; returns times and metrics."""
     from mmengine.config import Config
     from mmengine.hooks import Hook
-    from mmengine.registry import HOOKS
     from mmengine.runner import Runner
 
     cfg_file = work / f'{name}.py'
@@ -168,8 +161,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     import torch
     if a.threads:
         torch.set_num_threads(a.threads)
-    sys.path.insert(0, str(REPO / 'tools'))
-    from benchmark import parse_pairs
     refine_cfg = parse_pairs(a.refine_cfg, '--refine-cfg')
     import segrefine_plugins.mmseg  # noqa: F401  (registers the refiners, hook, metric)
 
@@ -183,7 +174,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         for name, entry in variants:
             if entry is not None and entry.get('checkpoint') == 'synthetic':
                 kind = 'crm' if entry['type'].startswith('CRM') else 'cascadepsp'
-                entry = dict(entry, checkpoint=synthetic_weights(kind, tmp, Path(a.spec)))
+                weights = synthetic_checkpoint(kind, tmp, Path(a.spec))
+                entry = dict(entry, checkpoint=str(weights))
             print(f'[{name}] {json.dumps(entry)}', file=sys.stderr, flush=True)
             results.append(run_variant(name, entry, set_root, checkpoint, tmp, refine_cfg))
 

@@ -105,7 +105,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         pixels += d.size
 
     ra, rb = sums['A'].result(), sums['B'].result()
-    print(f'\n{a.type}: A = {cfg_a_str(cfg_a)}; B = {cfg_a_str(cfg_b)}')
+    print(f'\n{a.type}: A = {options_str(cfg_a)}; B = {options_str(cfg_b)}')
     print(f'{len(pairs)} pairs of {a.root} from {a.start}, coarse input: {a.coarse}, '
           f'torch threads {torch.get_num_threads()}\n')
     print('| max|diff| | mean|diff| | labels differ | IoU A | IoU B | mBA A | mBA B | '
@@ -120,7 +120,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def cfg_a_str(cfg: dict) -> str:
+def options_str(cfg: dict) -> str:
     return ', '.join(f'{k}={v}' for k, v in cfg.items() if k not in ('type', 'checkpoint')) \
         or 'defaults'
 
