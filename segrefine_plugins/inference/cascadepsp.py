@@ -87,8 +87,8 @@ class CascadePSPRefiner(Refiner):
             crop costs its activations, about 2.5 GB in fp32 at ``L=900`` (memory scales with
             ``L ** 2``). On a CPU batching does not pay: measured on the 2-core CPU of the
             README's benchmarks, batches of 4 were 0.90x the speed of crop by crop, with
-            +0.35 GB at L=200 (and a 10.8 GB peak at L=900 where one crop at a time needs
-            about 3.3 GB).
+            +0.35 GB at L=200 (and a 10.8 GB peak at L=900; one crop at a time there was
+            not measured, an estimated 3.3 GB).
         device, precision, bgr: see :class:`~segrefine_plugins.inference.base.Refiner`.
             ``precision='bf16' | 'fp16'`` autocasts the model (changes numbers; off by
             default).
