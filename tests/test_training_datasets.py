@@ -103,6 +103,25 @@ def test_lowres_prob_one_gives_lowres_training_inputs(data_root):
         MaskPairDataset(str(data_root / 'ecssd'), lowres_prob=1.5)
 
 
+def test_several_lowres_factors_draw_each_of_them(data_root):
+    kw = dict(crop_size=256, subset=(0, 1), lowres_prob=1.0, lowres_factor=(4, 16))
+    ds = MaskPairDataset(str(data_root / 'ecssd'), **kw)
+    seen = set()
+    for _ in range(12):
+        item = ds[0]
+        seg = item['seg'][0].numpy() > 0
+        gt_u8 = np.rint(item['gt'][0].numpy() * 255).astype(np.uint8)
+        match = {f for f in (4, 16) if np.array_equal(seg, lowres_mask(gt_u8, f) > 0)}
+        assert match, 'the coarse mask is neither the 4x nor the 16x down-up-sampled truth'
+        seen |= match
+    assert seen == {4, 16}
+    with pytest.raises(ValueError, match='single lowres_factor'):
+        MaskPairDataset(str(data_root / 'ecssd'), train=False, coarse='lowres',
+                        lowres_factor=(4, 8))
+    with pytest.raises(ValueError, match='integer >= 1'):
+        MaskPairDataset(str(data_root / 'ecssd'), lowres_factor=(0, 8))
+
+
 def test_subset_and_index_errors(data_root):
     ds = MaskPairDataset(str(data_root / 'ecssd'), subset=(10, 15))
     assert len(ds) == 5 and ds.pairs[0] == find_pairs(data_root / 'ecssd')[10]

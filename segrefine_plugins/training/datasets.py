@@ -111,7 +111,8 @@ class MaskPairDataset(Dataset):
         iou_range: IoU targets of the perturbation, drawn uniformly (published: [0.8, 1.0)).
         coarse: validation coarse kind, ``'perturb'`` or ``'lowres'``.
         val_iou: IoU target of the validation perturbation.
-        lowres_factor: factor of the ``'lowres'`` kind.
+        lowres_factor: factor of the ``'lowres'`` kind; in training, a sequence of factors
+            draws one uniformly per item (validation needs a single factor).
         lowres_prob: training only: probability of using the down-up-sampled ground truth as
             the coarse input instead of the perturbation (0 = published recipe).
         scale_range: training only: resize image and mask by a random factor in this range
@@ -124,7 +125,8 @@ class MaskPairDataset(Dataset):
 
     def __init__(self, roots: Union[str, Sequence[str]], train: bool = True,
                  crop_size: int = 224, iou_range: Tuple[float, float] = (0.8, 1.0),
-                 coarse: str = 'perturb', val_iou: float = 0.8, lowres_factor: int = 8,
+                 coarse: str = 'perturb', val_iou: float = 0.8,
+                 lowres_factor: Union[int, Sequence[int]] = 8,
                  lowres_prob: float = 0.0, scale_range: Optional[Tuple[float, float]] = None,
                  seed: int = 0, subset: Optional[Tuple[int, int]] = None) -> None:
         roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
@@ -145,7 +147,16 @@ class MaskPairDataset(Dataset):
         self.scale_range = None if scale_range is None else tuple(float(v) for v in scale_range)
         self.train, self.crop_size = bool(train), int(crop_size)
         self.iou_range, self.coarse, self.val_iou = tuple(iou_range), coarse, float(val_iou)
-        self.lowres_factor, self.lowres_prob = int(lowres_factor), float(lowres_prob)
+        factors = ((lowres_factor,) if isinstance(lowres_factor, (int, np.integer))
+                   else tuple(lowres_factor))
+        if not factors or any(int(f) != f or f < 1 for f in factors):
+            raise ValueError(f'lowres_factor must be an integer >= 1 or a non-empty sequence '
+                             f'of them, got {lowres_factor!r}')
+        if len(factors) > 1 and not train and coarse == 'lowres':
+            raise ValueError(f"validation with coarse='lowres' needs a single lowres_factor, "
+                             f'got {lowres_factor!r}')
+        self.lowres_factors = tuple(int(f) for f in factors)
+        self.lowres_factor, self.lowres_prob = self.lowres_factors[0], float(lowres_prob)
         self.seed = int(seed)
         self._draws: Dict[int, int] = defaultdict(int)
 
@@ -169,7 +180,9 @@ class MaskPairDataset(Dataset):
             image, gt = random_crop_flip(image, gt, self.crop_size, rng)
             image = random_grayscale(color_jitter(image, rng), rng)
             if self.lowres_prob > 0 and rng.random() < self.lowres_prob:
-                coarse = lowres_mask(gt, self.lowres_factor)
+                factor = (self.lowres_factor if len(self.lowres_factors) == 1
+                          else self.lowres_factors[rng.integers(len(self.lowres_factors))])
+                coarse = lowres_mask(gt, int(factor))
             else:
                 coarse = perturb_mask(gt, rng, iou_range=self.iou_range)
         elif self.coarse == 'lowres':
