@@ -11,7 +11,7 @@ from segrefine_plugins import build_refiner
 from segrefine_plugins.inference import crm as crm_inf
 from segrefine_plugins.inference.crm import CRMRefiner, default_weights, infer_architecture
 from segrefine_plugins.models.checkpoint import CheckpointError, read_state_dict
-from segrefine_plugins.models.crm import CRMNet
+from segrefine_plugins.models.crm import CRMNet, TensorWindows
 
 GOLDEN = ['crm_refine_4scales.npz', 'crm_refine_4scales_odd.npz']
 
@@ -101,14 +101,15 @@ def test_roi_decodes_only_the_band_and_carries_the_rest(small_state):
     rgb, seg = torch.randn(1, 3, 60, 80, generator=g), torch.rand(1, 1, 60, 80, generator=g)
     size = (120, 160)
     with torch.inference_mode():
-        full = refiner.decode_scale(rgb, seg * 2 - 1, size)
+        inputs = TensorWindows(rgb, seg * 2 - 1)
+        full = refiner.decode_scale(inputs, size)
         roi = torch.zeros(size, dtype=torch.bool)
         roi[5:20, 100:150] = True
         roi[90, 3] = True
         encoded = []
-        orig = refiner.net.encode_region
-        refiner.net.encode_region = lambda *a: encoded.append(a[2:]) or orig(*a)
-        out = refiner.decode_scale(rgb, seg * 2 - 1, size, roi=roi,
+        orig = refiner.net.encode_windows
+        refiner.net.encode_windows = lambda *a: encoded.append(a[1:]) or orig(*a)
+        out = refiner.decode_scale(inputs, size, roi=roi,
                                    out=torch.full(size, -1.0))
     assert torch.equal(out[~roi], torch.full(size, -1.0)[~roi])
     torch.testing.assert_close(out[roi], full[roi], atol=1e-6, rtol=0)

@@ -170,11 +170,16 @@ class Refiner(abc.ABC):
             with torch.autocast(device_type=self.device.type, dtype=dtype):
                 yield
 
+    def _prepare(self, image_chw_u8: torch.Tensor) -> torch.Tensor:
+        """The image as :meth:`_refine` takes it; :meth:`normalize` unless overridden (a
+        refiner that normalises window by window takes the uint8 image as it is)."""
+        return self.normalize(image_chw_u8)
+
     def _run(self, image_chw_u8: torch.Tensor, mask_u8: torch.Tensor) -> torch.Tensor:
         if not bool((mask_u8 > 127).any()):
             return torch.zeros(mask_u8.shape, dtype=torch.float32, device=self.device)
         with torch.inference_mode():
-            prob = self._refine(self.normalize(image_chw_u8), mask_u8)
+            prob = self._refine(self._prepare(image_chw_u8), mask_u8)
             return prob.float().clamp_(0.0, 1.0)
 
     @abc.abstractmethod
@@ -182,7 +187,8 @@ class Refiner(abc.ABC):
         """Refine prepared inputs.
 
         Args:
-            image: (1, 3, H, W) float32, normalised with ImageNet statistics, RGB, on device.
+            image: what :meth:`_prepare` gives: by default (1, 3, H, W) float32, normalised
+                with ImageNet statistics, RGB, on device.
             mask_u8: (H, W) uint8 0..255 on device, not empty.
 
         Returns:

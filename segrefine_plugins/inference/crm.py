@@ -16,13 +16,16 @@ Exact speed-ups (same numbers up to float rounding; see :mod:`segrefine_plugins.
 the split first MLP layer, index arithmetic instead of ``grid_sample``, query coordinates
 built per row / column instead of per pixel, and queries decoded ``chunk_size`` at a time.
 
-Memory bounded by the knobs, not by the image (beyond the few full-resolution maps every
-pipeline holds: image, mask, output, ~30 bytes per padded pixel): with ``tile_size`` the
-encoder runs on windows of about ``tile_size x tile_size`` input pixels (plus the receptive
-field, ~150 px a side for ResNet-50) and each window's queries are decoded before the next
-window is encoded; the published code instead holds the full-resolution feature map (256
-channels at half resolution, ~2.2 GB for a 3556 x 2392 padded image) and full-resolution
-coordinate tensors.
+Memory bounded by the knobs, not by the image, beyond 8 bytes per padded pixel (two float32
+probability maps: the previous scale's, which feeds the mask input, and the current one) plus
+the caller's uint8 image and mask: with ``tile_size`` the encoder runs on windows of about
+``tile_size x tile_size`` input pixels (plus the receptive field, ~150 px a side for ResNet-50),
+each window's input is normalised, padded and resized from the uint8 image on the fly
+(:mod:`segrefine_plugins.inference.crm_input`: no full-resolution float image exists), and each
+window's queries are decoded, ``chunk_size`` at a time, before the next window is encoded. The
+published code instead holds the normalised image, its padded and resized copies, the
+full-resolution feature map (256 channels at half resolution, ~2.2 GB for a 3556 x 2392 padded
+image) and full-resolution coordinate tensors.
 
 Option that changes the numbers (off by default): ``roi_only`` decodes, at every scale after
 the first, only the uncertain band of the previous scale's output and keeps the previous
@@ -41,9 +44,11 @@ import torch.nn.functional as F
 
 from ..models.checkpoint import CheckpointError, StateDict, extract_state_dict, \
     load_checkpoint, read_state_dict
-from ..models.crm import CRMNet, GridQueries
+from ..models.crm import CRMNet, GridQueries, InputWindows
 from ..registry import REFINERS
 from .base import Refiner
+from .crm_input import ScaledInput
+from .host_memory import release_free_memory
 
 Checkpoint = Union[str, os.PathLike, Mapping[str, Any]]
 
@@ -222,54 +227,65 @@ class CRMRefiner(Refiner):
         return state, infer_architecture(state)
 
     # ------------------------------------------------------------------ pipeline
+    def _prepare(self, image_chw_u8: torch.Tensor) -> torch.Tensor:
+        """The uint8 image as it is: every encoder window normalises its own pixels."""
+        return image_chw_u8
+
     def _refine(self, image: torch.Tensor, mask_u8: torch.Tensor) -> torch.Tensor:
-        """(1, 3, H, W) normalised image, (H, W) uint8 mask -> (H, W) probability."""
+        """(3, H, W) uint8 image (RGB, or BGR with ``bgr``), (H, W) uint8 mask -> (H, W)
+        probability (a view of the padded output map).
+
+        Full-resolution memory: two float32 probability maps of the padded size (the
+        previous scale's, read for the mask input, and the current one) = 8 bytes per
+        pixel; the image is normalised, padded and resized window by window
+        (:class:`~segrefine_plugins.inference.crm_input.ScaledInput`).
+        """
         h, w = mask_u8.shape
         if min(h, w) <= PAD:
             raise ValueError(f'CRM needs images larger than {PAD}x{PAD} px (it reflect-pads '
                              f'{PAD} px), got {h}x{w}')
-        rgb = F.pad(image, (PAD,) * 4, mode='reflect')
-        seg = F.pad(((mask_u8 > 127).float() * 2 - 1).view(1, 1, h, w), (PAD,) * 4,
-                    mode='reflect')
         size = (h + 2 * PAD, w + 2 * PAD)
         self.last_stats = {'windows': 0, 'windows_encoded': 0, 'decoded': 0.0}
-        prob: Optional[torch.Tensor] = None
+        prev: Optional[torch.Tensor] = None
+        cur = torch.empty(size, dtype=torch.float32, device=self.device)
         for k, s in enumerate(self.scales):
-            rgb_s, seg_s = self._resize(rgb, seg, s)
-            roi = self.uncertain_band(prob) if self.roi_only and prob is not None else None
-            prob = self.decode_scale(rgb_s, seg_s, size, roi=roi, out=prob)
-            del rgb_s, seg_s
+            inputs = ScaledInput(image, self._mean, self._std, PAD, s, bgr=self.bgr,
+                                 **({'mask': mask_u8} if prev is None else {'prob': prev}))
+            roi = None
+            if self.roi_only and prev is not None:
+                roi = self.uncertain_band(prev)
+                cur.copy_(prev)                         # kept outside the band
+            self.decode_scale(inputs, size, roi=roi, out=cur)
+            del inputs, roi
             if k + 1 < len(self.scales):
-                seg = (prob.view(1, 1, *size) - 0.5) * 2
-        assert prob is not None
+                if prev is None:
+                    prev = torch.empty_like(cur)
+                prev, cur = cur, prev
         self.last_stats['decoded'] = round(
             self.last_stats['decoded'] / (len(self.scales) * size[0] * size[1]), 4)
-        return prob[PAD:PAD + h, PAD:PAD + w]
+        return cur[PAD:PAD + h, PAD:PAD + w]
 
-    @staticmethod
-    def _resize(rgb: torch.Tensor, seg: torch.Tensor,
-                s: float) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Image and mask at scale ``s``: round(H * s) x round(W * s), bilinear,
-        align_corners=True (the identity at s = 1)."""
-        height, width = rgb.shape[-2:]
-        size = (round(height * s), round(width * s))
-        if min(size) < 1:
-            raise ValueError(f'scale {s} shrinks the padded {height}x{width} input to '
-                             f'{size[0]}x{size[1]} px; use a larger scale')
-        if size == (height, width):
-            return rgb, seg
-        return (F.interpolate(rgb, size=size, mode='bilinear', align_corners=True),
-                F.interpolate(seg, size=size, mode='bilinear', align_corners=True))
+    def uncertain_band(self, prob: torch.Tensor, strip: int = 512) -> torch.Tensor:
+        """(H, W) bool: ``roi_band[0] < prob < roi_band[1]``, dilated by ``roi_dilation`` px.
 
-    def uncertain_band(self, prob: torch.Tensor) -> torch.Tensor:
-        """(H, W) bool: ``roi_band[0] < prob < roi_band[1]``, dilated by ``roi_dilation`` px."""
+        The dilation runs on strips of ``strip`` rows (plus the dilation), so its float
+        temporaries are strip-sized, not image-sized.
+        """
         lo, hi = self.roi_band
         band = (prob > lo) & (prob < hi)
         d = self.roi_dilation
-        if d > 0 and bool(band.any()):  # square element, as two 1-D max-pools
-            x = F.max_pool2d(band[None, None].float(), (1, 2 * d + 1), stride=1, padding=(0, d))
-            band = F.max_pool2d(x, (2 * d + 1, 1), stride=1, padding=(d, 0))[0, 0] > 0
-        return band
+        if d == 0 or not bool(band.any()):
+            return band
+        out = torch.empty_like(band)
+        n = band.shape[0]
+        for r0 in range(0, n, strip):   # square element, as two 1-D max-pools
+            r1 = min(r0 + strip, n)
+            a, b = max(r0 - d, 0), min(r1 + d, n)
+            x = F.max_pool2d(band[a:b][None, None].float(), (1, 2 * d + 1), stride=1,
+                             padding=(0, d))
+            x = F.max_pool2d(x, (2 * d + 1, 1), stride=1, padding=(d, 0))[0, 0]
+            out[r0:r1] = x[r0 - a:r1 - a] > 0
+        return out
 
     def tiles(self, feat_size: Tuple[int, int]) -> List[Tuple[Tuple[int, int], Tuple[int, int]]]:
         """Feature-map windows ((r0, r1), (c0, c1)) of about ``tile_size / 2`` feature pixels
@@ -284,13 +300,16 @@ class CRMRefiner(Refiner):
             axes.append(list(zip(edges[:-1], edges[1:])))
         return [(r, c) for r in axes[0] for c in axes[1]]
 
-    def decode_scale(self, rgb: torch.Tensor, seg: torch.Tensor, size: Tuple[int, int],
+    def decode_scale(self, inputs: InputWindows, size: Tuple[int, int],
                      roi: Optional[torch.Tensor] = None,
                      out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Encode one scale's input and decode the full-resolution grid.
 
         Args:
-            rgb: (1, 3, h, w) normalised image at this scale; seg: (1, 1, h, w) in [-1, 1].
+            inputs: this scale's input (size (h, w)), read window by window: a
+                :class:`~segrefine_plugins.inference.crm_input.ScaledInput`, or a
+                :class:`~segrefine_plugins.models.crm.TensorWindows` over a (1, 3, h, w)
+                normalised image and a (1, 1, h, w) mask in [-1, 1].
             size: (H, W) of the full-resolution (padded) grid.
             roi: (H, W) bool; only these pixels are decoded (``out`` keeps the others).
             out: (H, W) float32 written in place (required with ``roi``).
@@ -299,18 +318,18 @@ class CRMRefiner(Refiner):
             (H, W) float32 probabilities (``out``).
         """
         model = self.net
-        rgb = rgb.contiguous(memory_format=torch.channels_last)
-        seg = seg.contiguous(memory_format=torch.channels_last)
         if out is None:
             if roi is not None:
                 raise ValueError('decoding a region of interest needs the previous output')
             out = torch.empty(size, dtype=torch.float32, device=self.device)
-        feat_size = model.feature_size(*rgb.shape[-2:])
+        feat_size = model.feature_size(*inputs.size)
         grid = model.grid_queries(feat_size, size)
         windows = self.tiles(feat_size)
         stats = self.last_stats
         stats['windows'] = stats.get('windows', 0) + len(windows)
         for (r0, r1), (c0, c1) in windows:
+            if self.device.type == 'cpu':
+                release_free_memory()   # the last window's freed blocks (see host_memory)
             # target rows / columns whose first neighbour (shift -1) lies in this window
             i0, i1 = (int(v) for v in torch.searchsorted(
                 grid.rows.index[0], torch.tensor([r0, r1], device=self.device)))
@@ -331,9 +350,10 @@ class CRMRefiner(Refiner):
                 (i1 - i0) * (j1 - j0) if pixels is None else pixels.shape[0])
             with self.autocast():
                 if len(windows) == 1:
-                    feat = model.encode(rgb, seg)
+                    feat = model.encode(*inputs.window((0, inputs.size[0]),
+                                                       (0, inputs.size[1])))
                 else:
-                    feat = model.encode_region(rgb, seg, (r0, r_hi), (c0, c_hi))
+                    feat = model.encode_windows(inputs, (r0, r_hi), (c0, c_hi))
                 decoder = model.query_decoder(feat, (r0, c0), feat_size)
                 del feat
                 if pixels is None:

@@ -20,7 +20,7 @@ weighted by the *diagonally opposite* neighbour's area (LIIF's local ensemble).
 from __future__ import annotations
 
 import copy
-from typing import NamedTuple, Optional, Sequence, Tuple
+from typing import NamedTuple, Optional, Protocol, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,34 @@ MLP_IN = FEAT_CHANNELS + 6
 EPS_SHIFT = 1e-6
 #: (vx, vy) neighbour shifts in the published order; prediction k is weighted by area 3 - k.
 SHIFTS: Tuple[Tuple[int, int], ...] = ((-1, -1), (-1, 1), (1, -1), (1, 1))
+
+Range = Tuple[int, int]
+
+
+class InputWindows(Protocol):
+    """What the windowed CRM encoder reads: the input's size and any window of it."""
+
+    size: Tuple[int, int]
+
+    def window(self, rows: Range, cols: Range) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3, r1 - r0, c1 - c0) normalised image and (N, 1, ...) mask in [-1, 1]."""
+        ...
+
+
+class TensorWindows:
+    """:class:`InputWindows` over tensors already in memory (windows are views)."""
+
+    def __init__(self, rgb: torch.Tensor, seg: torch.Tensor) -> None:
+        if rgb.dim() != 4 or rgb.shape[1] != 3 or seg.dim() != 4 or seg.shape[1] != 1 \
+                or rgb.shape[0] != seg.shape[0] or rgb.shape[-2:] != seg.shape[-2:]:
+            raise ValueError(f'need rgb (N, 3, H, W) and seg (N, 1, H, W) of one size, got '
+                             f'{tuple(rgb.shape)} and {tuple(seg.shape)}')
+        self.rgb, self.seg = rgb, seg
+        self.size = (int(rgb.shape[-2]), int(rgb.shape[-1]))
+
+    def window(self, rows: Range, cols: Range) -> Tuple[torch.Tensor, torch.Tensor]:
+        (r0, r1), (c0, c1) = rows, cols
+        return self.rgb[..., r0:r1, c0:c1], self.seg[..., r0:r1, c0:c1]
 
 
 def make_coord(n: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -195,8 +223,8 @@ class CRMNet(nn.Module):
         r3 = r2 + 4 + 8 * (b1 - 1) + 8 + 16 * (b2 - 1)       # layer2 (s2), layer3 (dil. 2)
         return r1, r2, r3
 
-    def encode_region(self, rgb: torch.Tensor, seg: torch.Tensor, rows: Tuple[int, int],
-                      cols: Tuple[int, int]) -> torch.Tensor:
+    def encode_region(self, rgb: torch.Tensor, seg: torch.Tensor, rows: Range,
+                      cols: Range) -> torch.Tensor:
         """Feature pixels ``F[:, :, r0:r1, c0:c1]`` computed from a window of the input only.
 
         Equal to ``encode(rgb, seg)[:, :, r0:r1, c0:c1]`` within float rounding: the window
@@ -210,13 +238,20 @@ class CRMNet(nn.Module):
             rows, cols: [start, stop) ranges on F (size :meth:`feature_size`).
 
         Returns:
-            (N, 256, r1 - r0, c1 - c0) float.
+            (N, F, r1 - r0, c1 - c0) float.
         """
-        height, width = rgb.shape[-2:]
+        return self.encode_windows(TensorWindows(rgb, seg), rows, cols)
+
+    def encode_windows(self, inputs: InputWindows, rows: Range, cols: Range) -> torch.Tensor:
+        """:meth:`encode_region` reading the input through ``inputs.window`` (the only
+        window read is the receptive field of the region), so that the full input need
+        not exist in memory (see :class:`segrefine_plugins.inference.crm_input.ScaledInput`).
+        """
+        height, width = inputs.size
         plans = [_region_plan(rng, size, self.receptive_radii())
                  for rng, size in ((rows, height), (cols, width))]
-        (y0, y1), (x0, x1) = plans[0].window, plans[1].window
-        x_1, x_2, x_3 = self.trunk(rgb[..., y0:y1, x0:x1], seg[..., y0:y1, x0:x1])
+        x_1, x_2, x_3 = self.trunk(*inputs.window(plans[0].window, plans[1].window))
+        (y0, _), (x0, _) = plans[0].window, plans[1].window
         pieces = []
         for k, x in enumerate((x_1, x_2, x_3)):
             stride = 2 ** (k + 1)
@@ -329,7 +364,7 @@ class _RegionPlan(NamedTuple):
     window: Tuple[int, int]                       #: input range read by the trunk
 
 
-def _lerp_weights(in_size: int, out_size: int, start: int,
+def linear_resize_weights(in_size: int, out_size: int, start: int,
                   stop: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Source indices (i0, i1) and weight of i1 of an align_corners=True linear resize.
 
@@ -356,7 +391,7 @@ def _region_plan(rng: Tuple[int, int], size: int, radii: Tuple[int, int, int]) -
         if n == s1:
             sources.append((c0, c1))
         else:
-            i0, i1, _ = _lerp_weights(n, s1, c0, c1)
+            i0, i1, _ = linear_resize_weights(n, s1, c0, c1)
             sources.append((int(i0[0]), int(i1[-1]) + 1))
     lo = min(stride * a - r for stride, (a, _), r in zip((2, 4, 8), sources, radii))
     hi = max(stride * (b - 1) + r for stride, (_, b), r in zip((2, 4, 8), sources, radii))
@@ -375,7 +410,7 @@ def _resize_region(x: torch.Tensor, py: _RegionPlan, px: _RegionPlan, level: int
         (c0, c1), (s0, _) = plan.cat, plan.sources[level]
         if n_in == n_out:
             continue
-        i0, i1, lam = _lerp_weights(n_in, n_out, c0, c1)
+        i0, i1, lam = linear_resize_weights(n_in, n_out, c0, c1)
         shape = [1, 1, 1, 1]
         shape[dim] = -1
         lam = lam.to(device=x.device, dtype=x.dtype).view(shape)
