@@ -328,8 +328,10 @@ class CRMRefiner(Refiner):
         stats = self.last_stats
         stats['windows'] = stats.get('windows', 0) + len(windows)
         for (r0, r1), (c0, c1) in windows:
-            if self.device.type == 'cpu':
-                release_free_memory()   # the last window's freed blocks (see host_memory)
+            if self.device.type == 'cpu' and len(windows) > 1:
+                # the last window's freed blocks (see host_memory); not for one-window scales,
+                # where nothing creeps and the trim would cost ~50 ms per small image
+                release_free_memory()
             # target rows / columns whose first neighbour (shift -1) lies in this window
             i0, i1 = (int(v) for v in torch.searchsorted(
                 grid.rows.index[0], torch.tensor([r0, r1], device=self.device)))

@@ -6,7 +6,10 @@ so a pipeline that allocates and frees window after window (the CRM encoder, one
 ``tile_size`` tile) sees its resident size creep up with the number of windows, i.e. with
 the image size. ``malloc_trim(0)`` returns the free pages; calling it between windows keeps
 the resident peak at one window's work. Measured on the 3492x2328 aeroplane with the
-published-size CRM: peak work 2.49 GB -> 2.13 GB, same time (README, *Benchmarks*).
+published-size CRM: peak work 2.49 GB -> 2.13 GB, same time (README, *Benchmarks*). It is
+not free: the next allocations fault their pages in again (~50 ms per call measured on small
+ECSSD images with the default refiner), so CRM calls it only between the windows of a tiled
+scale, never for one-window (small) inputs.
 
 On other C libraries (musl, macOS, Windows) this is a no-op.
 """
@@ -38,7 +41,7 @@ def release_free_memory() -> bool:
 
     Returns:
         True if some memory was released, False if none was or the C library has no
-        ``malloc_trim``. Never changes any tensor; costs about a millisecond.
+        ``malloc_trim``. Never changes any tensor.
     """
     trim = _malloc_trim()
     return bool(trim(0)) if trim is not None else False
