@@ -88,6 +88,17 @@ def mask_to_uint8(mask: ArrayOrTensor, shape: Tuple[int, int], name: str = 'mask
                      f'or float (0..1)')
 
 
+def normalize_uint8(image_chw_u8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+                    bgr: bool = False) -> torch.Tensor:
+    """(3, H, W) uint8 -> (1, 3, H, W) float32: /255, then minus ``mean``, over ``std``
+    ((1, 3, 1, 1), RGB order); a BGR image is flipped to RGB first. In place on the one
+    float copy, so its only full-size allocation is the result."""
+    x = image_chw_u8.unsqueeze(0).float()
+    if bgr:
+        x = x.flip(1)
+    return x.div_(255.0).sub_(mean).div_(std)
+
+
 class Refiner(abc.ABC):
     """Base class of all refiners (numpy in / numpy out, plus a tensor variant).
 
@@ -155,10 +166,7 @@ class Refiner(abc.ABC):
     # ------------------------------------------------------------------ internals
     def normalize(self, image_chw_u8: torch.Tensor) -> torch.Tensor:
         """(3, H, W) uint8 -> (1, 3, H, W) float32, /255 then ImageNet mean / std (RGB)."""
-        x = image_chw_u8.unsqueeze(0).float()
-        if self.bgr:
-            x = x.flip(1)
-        return (x / 255.0 - self._mean) / self._std
+        return normalize_uint8(image_chw_u8, self._mean, self._std, self.bgr)
 
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:

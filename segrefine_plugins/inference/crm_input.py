@@ -18,7 +18,9 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..models.crm import InputWindows, Range, TensorWindows, linear_resize_weights
+from ..models.crm import InputWindows, Range, TensorWindows, lerp_select, \
+    linear_resize_weights
+from .base import normalize_uint8
 
 __all__ = ['InputWindows', 'ScaledInput', 'TensorWindows', 'reflect_index']
 
@@ -75,11 +77,8 @@ class ScaledInput:
         normalised, and of the mask in [-1, 1]: (1, 3, len(rows), len(cols)) and (1, 1, ...).
         """
         ri, ci = self.rows_index[rows], self.cols_index[cols]
-        x = self.image.index_select(1, ri).index_select(2, ci).unsqueeze(0).float()
-        if self.bgr:
-            x = x.flip(1)
-        # as Refiner.normalize, in place (bitwise the same values, no temporaries)
-        rgb = x.div_(255.0).sub_(self.mean).div_(self.std)
+        rgb = normalize_uint8(self.image.index_select(1, ri).index_select(2, ci), self.mean,
+                              self.std, self.bgr)
         if self.mask is not None:
             m = self.mask.index_select(0, ri).index_select(1, ci)
             seg = (m > 127).float().mul_(2).sub_(1)
@@ -110,11 +109,6 @@ class ScaledInput:
         for dim, lerp in ((3, lerps[1]), (2, lerps[0])):  # columns first, as PyTorch
             if lerp is None:
                 continue
-            i0, i1, lam = lerp
-            shape = [1, 1, 1, 1]
-            shape[dim] = -1
-            lam = lam.view(shape)
-            rgb = rgb.index_select(dim, i0) * (1 - lam) + rgb.index_select(dim, i1) * lam
-            seg = seg.index_select(dim, i0) * (1 - lam) + seg.index_select(dim, i1) * lam
+            rgb, seg = lerp_select(rgb, dim, *lerp), lerp_select(seg, dim, *lerp)
         return (rgb.contiguous(memory_format=torch.channels_last),
                 seg.contiguous(memory_format=torch.channels_last))

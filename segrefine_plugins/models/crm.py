@@ -365,7 +365,7 @@ class _RegionPlan(NamedTuple):
 
 
 def linear_resize_weights(in_size: int, out_size: int, start: int,
-                  stop: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                          stop: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Source indices (i0, i1) and weight of i1 of an align_corners=True linear resize.
 
     PyTorch's arithmetic: scale = (in - 1) / (out - 1) in float32, source = scale * o.
@@ -411,13 +411,21 @@ def _resize_region(x: torch.Tensor, py: _RegionPlan, px: _RegionPlan, level: int
         if n_in == n_out:
             continue
         i0, i1, lam = linear_resize_weights(n_in, n_out, c0, c1)
-        shape = [1, 1, 1, 1]
-        shape[dim] = -1
-        lam = lam.to(device=x.device, dtype=x.dtype).view(shape)
-        a = x.index_select(dim, (i0 - s0).to(x.device))
-        b = x.index_select(dim, (i1 - s0).to(x.device))
-        x = a * (1 - lam) + b * lam
+        x = lerp_select(x, dim, i0 - s0, i1 - s0, lam)
     return x
+
+
+def lerp_select(x: torch.Tensor, dim: int, i0: torch.Tensor, i1: torch.Tensor,
+                lam: torch.Tensor) -> torch.Tensor:
+    """``x[i0] * (1 - lam) + x[i1] * lam`` along ``dim`` of a 4-D tensor: one axis of a
+    linear resize with the weights of :func:`linear_resize_weights` (indices relative to
+    the first row / column ``x`` holds)."""
+    shape = [1, 1, 1, 1]
+    shape[dim] = -1
+    lam = lam.to(device=x.device, dtype=x.dtype).view(shape)
+    a = x.index_select(dim, i0.to(x.device))
+    b = x.index_select(dim, i1.to(x.device))
+    return a * (1 - lam) + b * lam
 
 
 class _AxisTerms(NamedTuple):
