@@ -1,5 +1,6 @@
 """Distributed detectron2 evaluation with the SegRefine wrapper: 2 CPU processes (gloo)
-through torchrun and through detectron2-style ``--num-gpus``, metrics equal to 1 process."""
+through torchrun and through detectron2-style ``--num-gpus``, metrics equal to 1 process;
+the launcher's argument checks."""
 from __future__ import annotations
 
 import dataclasses
@@ -96,25 +97,20 @@ def _same_metrics(a, b):
 
 @pytest.mark.slow
 def test_two_processes_equal_one(setup):
-    """The tool in 1 process, under torchrun with 2 gloo processes, and with detectron2-style
-    ``--num-gpus 2`` on CPU: raw and refined PQ / AP are the same; the standard detectron2
-    flow (inference_on_dataset + DatasetEvaluators on a DDP-wrapped SegRefineWrapper) under
-    torchrun gives the refined numbers too."""
+    """A real PanopticFPN through the tool in 1 process and under torchrun with 2 gloo
+    processes: the same raw and refined PQ / AP. The standard detectron2 flow
+    (inference_on_dataset + DatasetEvaluators on a DDP-wrapped SegRefineWrapper) under torchrun
+    gives the refined numbers too, each rank running its own shard."""
     root = setup['root']
     one = _tool(setup, [sys.executable], root / 'one')
     assert one['processes'] == 1 and one['images'] == NUM_IMAGES
-    # the refiner did something on these random-model outputs (else the test proves little)
+    # the refiner changed something on these random-model outputs (else the test proves little)
     assert one['raw'] != one['refined']
 
     two = _tool(setup, _torchrun(2), root / 'torchrun')
     assert two['processes'] == 2
     for tag in ('raw', 'refined'):
         _same_metrics(two[tag], one[tag])
-
-    spawned = _tool(setup, [sys.executable], root / 'spawn', ['--num-gpus', '2'])
-    assert spawned['processes'] == 2
-    for tag in ('raw', 'refined'):
-        _same_metrics(spawned[tag], one[tag])
 
     settings = root / 'settings.json'
     settings.write_text(json.dumps(dataclasses.asdict(setup['settings'])))
@@ -127,6 +123,23 @@ def test_two_processes_equal_one(setup):
     assert len(shards) == 2 and all(shards)                     # both ranks ran images
     assert sorted(i for s in shards for i in s) == list(range(1, NUM_IMAGES + 1))
     _same_metrics(d2, one['refined'])
+
+
+@pytest.mark.slow
+def test_num_gpus_on_cpu_equals_one_process(setup):
+    """detectron2-style ``--num-gpus 2`` with MODEL.DEVICE cpu: 2 gloo processes. The ground
+    truth as the model: raw PQ and mask AP must read 100 (a rank that evaluated only its own
+    shard would miss half the objects), refined equal to the 1-process run."""
+    root = setup['root']
+    gt = ['--gt-as-prediction']
+    one = _tool(setup, [sys.executable], root / 'gt_one', gt)
+    two = _tool(setup, [sys.executable], root / 'gt_spawn', gt + ['--num-gpus', '2'])
+    assert (one['processes'], two['processes']) == (1, 2)
+    for key in ('PQ', 'PQ_th', 'PQ_st', 'AP', 'AP50'):
+        assert one['raw'][key] == two['raw'][key] == pytest.approx(100.0), key
+    assert 0.0 < one['refined']['AP'] < 100.0                  # refinement moved the masks
+    for tag in ('raw', 'refined'):
+        _same_metrics(two[tag], one[tag])
 
 
 def test_backend_and_argument_checks():
