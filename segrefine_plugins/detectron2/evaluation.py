@@ -121,7 +121,7 @@ def build_wrapped_model(cfg: Any) -> Any:
     return model.eval()
 
 
-
+# --------------------------------------------------------------------------- evaluation
 def build_evaluators(name: str, output_dir: str, tasks: Sequence[str] = ('panoptic', 'segm')
                      ) -> Dict[str, Any]:
     """``{'panoptic': COCOPanopticEvaluator, 'segm': COCOEvaluator}`` for what the dataset has."""
