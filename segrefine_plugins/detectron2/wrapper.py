@@ -40,6 +40,7 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from ..inference.base import Refiner
 from ..multiobject import RoiOptions, refine_label_map
 from .config import IMAGE_SOURCES, build_refiner_from_cfg
+from .distributed import unwrap_parallel
 from .instances import refine_instances
 from .panoptic import refine_panoptic
 
@@ -167,7 +168,8 @@ class SegRefineWrapper(nn.Module):
 
     ``state_dict()`` / ``load_state_dict()`` use the inner model's keys, so checkpoints of the
     inner model load into the wrapper and the wrapper's checkpoints into the inner model.
-    Attributes the wrapper lacks are looked up on the inner model (``model.device`` ...).
+    Attributes the wrapper lacks are looked up on the inner model (``model.device`` ...), and
+    through it on the module of a ``DistributedDataParallel`` model.
     """
 
     @configurable
@@ -201,7 +203,8 @@ class SegRefineWrapper(nn.Module):
         self.recompute_boxes = bool(recompute_boxes)
         self.mask_threshold = float(mask_threshold)
         self.image_source = image_source
-        self.input_format = input_format or getattr(model, 'input_format', None) or 'BGR'
+        self.input_format = (input_format or getattr(unwrap_parallel(model), 'input_format', None)
+                             or 'BGR')
         post = getattr(self, 'register_state_dict_post_hook', self._register_state_dict_hook)
         post(_strip_inner_prefix)
         self.register_load_state_dict_pre_hook(_add_inner_prefix)
@@ -224,7 +227,8 @@ class SegRefineWrapper(nn.Module):
         except AttributeError:
             if name == 'model':
                 raise
-            return getattr(super().__getattr__('model'), name)
+            model = super().__getattr__('model')
+            return getattr(model if hasattr(model, name) else unwrap_parallel(model), name)
 
     @property
     def active(self) -> bool:
