@@ -75,27 +75,32 @@ def _object(data_root: Path, name: str, size: int) -> Tuple[np.ndarray, np.ndarr
     return image, mask.astype(bool)
 
 
-def composite(data_root: Path, names=('0001', '0002', '0001', '0005'), tile: int = 96
+def composite(data_root: Path, names=('0001', '0002', '0001', '0005'), tile: int = 64
               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A 2x2 mosaic of ECSSD objects: image, truth (class k + 1 for tile k's object, 0 for
-    the backgrounds) and a coarse map (truth 6x down-up-sampled, nearest). Tiles 0 and 2 hold
-    the same object, so some ROIs have equal shapes (what batching groups)."""
+    the backgrounds) and a coarse map (each tile's truth 4x down-up-sampled, nearest). Tiles
+    0 and 2 hold the same object, so two ROIs have equal shapes (what batching groups)."""
     image = np.zeros((2 * tile, 2 * tile, 3), np.uint8)
     truth = np.zeros((2 * tile, 2 * tile), np.int64)
+    coarse = np.zeros_like(truth)
     for k, name in enumerate(names):
         y, x = (k // 2) * tile, (k % 2) * tile
         img, mask = _object(data_root, name, tile)
         image[y:y + tile, x:x + tile] = img
         truth[y:y + tile, x:x + tile][mask] = k + 1
-    small = cv2.resize(truth.astype(np.uint8), (2 * tile // 6, 2 * tile // 6),
-                       interpolation=cv2.INTER_NEAREST)
-    coarse = cv2.resize(small, (2 * tile, 2 * tile), interpolation=cv2.INTER_NEAREST)
-    return image, truth, coarse.astype(np.int64)
+        small = cv2.resize(mask.astype(np.uint8), (tile // 4, tile // 4),
+                           interpolation=cv2.INTER_NEAREST)
+        up = cv2.resize(small, (tile, tile), interpolation=cv2.INTER_NEAREST).astype(bool)
+        coarse[y:y + tile, x:x + tile][up] = k + 1
+    return image, truth, coarse
 
 
 @pytest.fixture(scope='module')
 def cascadepsp(cascadepsp_weights):
-    return build_refiner(dict(type='CascadePSP', checkpoint=str(cascadepsp_weights), L=128))
+    # fast mode at a small L: the batching logic is that of the global step; the local step
+    # runs per object either way
+    return build_refiner(dict(type='CascadePSP', checkpoint=str(cascadepsp_weights), L=96,
+                              fast=True))
 
 
 @pytest.fixture(scope='module')
@@ -107,8 +112,8 @@ def crm():
 def test_batched_rois_equal_one_at_a_time(which, request, data_root):
     refiner = request.getfixturevalue(which)
     image, _, coarse = composite(data_root)
-    one = refine_label_map(image, coarse, refiner, min_area=50, return_confidence=True)
-    many = refine_label_map(image, coarse, refiner, min_area=50, roi_batch_size=4,
+    one = refine_label_map(image, coarse, refiner, min_area=30, return_confidence=True)
+    many = refine_label_map(image, coarse, refiner, min_area=30, roi_batch_size=8,
                             return_confidence=True)
     assert len(one.rois) >= 5 and one.rois == many.rois
     assert np.array_equal(one.labels, many.labels)
@@ -123,6 +128,7 @@ def test_batched_segments_equal_one_at_a_time(cascadepsp, data_root):
     masks = np.stack([coarse == k for k in range(1, 5)])
     for fuse in (True, False):
         one = refine_segments(image, masks, cascadepsp, fuse=fuse, return_probs=True)
+        assert len(one.rois) == 4
         many = refine_segments(image, masks, cascadepsp, fuse=fuse, return_probs=True,
                                roi_batch_size=3)
         assert np.array_equal(one.masks, many.masks)
@@ -161,10 +167,11 @@ def test_size_rule_caps_the_working_size(cascadepsp_weights, data_root):
 
 
 def test_size_rule_through_the_label_map(cascadepsp_weights, data_root):
-    refiner = build_refiner(dict(type='CascadePSP', checkpoint=str(cascadepsp_weights), L=300))
+    refiner = build_refiner(dict(type='CascadePSP', checkpoint=str(cascadepsp_weights), L=160,
+                                 fast=True))
     image, _, coarse = composite(data_root)
-    exact = refine_label_map(image, coarse, refiner, min_area=50)
-    capped = refine_label_map(image, coarse, refiner, min_area=50, max_upscale=1.0)
+    exact = refine_label_map(image, coarse, refiner, min_area=30)
+    capped = refine_label_map(image, coarse, refiner, min_area=30, max_upscale=1.0)
     assert exact.rois == capped.rois
     assert not np.array_equal(exact.labels, capped.labels)   # the option changes numbers
     with pytest.raises(ValueError, match='max_upscale'):
@@ -174,20 +181,20 @@ def test_size_rule_through_the_label_map(cascadepsp_weights, data_root):
 # --------------------------------------------------------------------------- the gate
 def test_gate_keeps_coarse_where_refinement_disagrees(crm, data_root):
     image, truth, coarse = composite(data_root)
-    plain = refine_label_map(image, coarse, crm, min_area=50)
+    plain = refine_label_map(image, coarse, crm, min_area=30)
     assert plain.gated == 0 and not np.array_equal(plain.labels, coarse)
-    strict = refine_label_map(image, coarse, crm, min_area=50, gate_min_iou=1.0)
+    strict = refine_label_map(image, coarse, crm, min_area=30, gate_min_iou=1.0)
     # every ROI whose refined mask differs at all from its coarse mask is gated
     assert strict.gated > 0 and strict.gated <= len(strict.rois)
     assert np.array_equal(strict.labels, coarse) or strict.gated < len(strict.rois)
-    off = refine_label_map(image, coarse, crm, min_area=50, gate_min_iou=0.0,
+    off = refine_label_map(image, coarse, crm, min_area=30, gate_min_iou=0.0,
                            gate_min_confidence=0.0)
     assert off.gated == 0 and np.array_equal(off.labels, plain.labels)
 
 
 def test_gate_everything_returns_the_input(crm, data_root):
     image, truth, coarse = composite(data_root)
-    res = refine_label_map(image, coarse, crm, min_area=50, gate_min_confidence=1.0)
+    res = refine_label_map(image, coarse, crm, min_area=30, gate_min_confidence=1.0)
     assert res.gated == len(res.rois) and np.array_equal(res.labels, coarse)
     masks = np.stack([coarse == k for k in range(1, 5)])
     seg = refine_segments(image, masks, crm, fuse=False, gate_min_confidence=1.0)
