@@ -85,6 +85,10 @@ def to_mask_uint8(array: np.ndarray, name: str = 'mask') -> np.ndarray:
         raise ValueError(f'{name} must be HxW, HxWx2, HxWx3 or HxWx4, got shape {array.shape}')
     if array.shape[0] < 1 or array.shape[1] < 1:
         raise ValueError(f'{name} is empty: shape {array.shape}')
+    if array.dtype == np.uint16 and 0 < int(array.max()) <= 255:
+        raise ValueError(f'{name} is 16-bit with values only in 0..{int(array.max())}: 16-bit '
+                         f'masks are scaled by >> 8, so it would read as empty; store 0..255 '
+                         f'masks as 8-bit (or 0..65535 in 16-bit)')
     array = _to_uint8_depth(array, name)
     if array.ndim == 2:
         return array
@@ -158,15 +162,33 @@ def read_mask(path: PathLike) -> np.ndarray:
     """Read a mask file as (H, W) uint8 0..255 (see :func:`to_mask_uint8` for the rules).
 
     An RGBA file whose alpha is not all opaque gives its alpha channel (a soft mask stored as
-    transparency); otherwise a colour file gives its luminance. 0/1 label files are returned
+    transparency); otherwise a colour file gives its luminance. A palette PNG whose colours
+    are not gray (a label map such as VOC's) and a 16-bit mask holding only 0..255 are
+    refused (they would read as wrong or empty masks). 0/1 label files are returned
     as they are (values 0 and 1): the refiners and metrics reject those with a clear message.
     Raises :class:`ImageReadError` naming the file when it cannot be read.
     """
     array = _decode(path)
+    if array.ndim == 3 and _is_palette_png(path) and not (
+            (array[:, :, 0] == array[:, :, 1]).all() and (array[:, :, 1] == array[:, :, 2]).all()):
+        raise ImageReadError(
+            f'{os.fspath(path)!r} is a palette (indexed-colour) PNG with colours: a label map '
+            f'(e.g. VOC), whose colours would be read as gray levels. Save the object as an '
+            f'8-bit 0/255 mask (e.g. with PIL: (np.array(Image.open(path)) == k) * 255)')
     try:
         return to_mask_uint8(array)
     except ValueError as e:
         raise ImageReadError(f'{os.fspath(path)!r}: {e}') from None
+
+
+def _is_palette_png(path: PathLike) -> bool:
+    """True for a PNG whose IHDR colour type is 3 (indexed colour)."""
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(26)
+    except OSError:
+        return False
+    return head[:8] == b'\x89PNG\r\n\x1a\n' and head[12:16] == b'IHDR' and head[25] == 3
 
 
 # --------------------------------------------------------------------------- writing

@@ -59,7 +59,9 @@ class Registry:
 
     def get(self, key: str) -> Callable[..., Any]:
         if key not in self._items:
-            close = difflib.get_close_matches(str(key), list(self._items), n=1)
+            lower = {k.lower(): k for k in self._items}
+            close = [lower[m] for m in difflib.get_close_matches(str(key).lower(), list(lower),
+                                                                  n=1)]
             raise UnknownTypeError(
                 f'unknown {self.name} type {key!r}'
                 + (f' (did you mean {close[0]!r}?)' if close else '')

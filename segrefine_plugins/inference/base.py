@@ -123,8 +123,8 @@ class Refiner(abc.ABC):
                 cannot take (:meth:`check_input_size`), empty masks included.
         """
         check_image(image)
-        self.check_input_size(*image.shape[:2])
         mask_u8 = mask_to_uint8(mask, image.shape[:2])
+        self.check_input_size(*image.shape[:2])
         img = tensor_from_numpy(image).to(self.device)
         prob = self._run(img.permute(2, 0, 1), tensor_from_numpy(mask_u8).to(self.device))
         return prob.float().cpu().numpy()
@@ -147,13 +147,13 @@ class Refiner(abc.ABC):
         if not isinstance(mask, torch.Tensor):
             raise ValueError(f'mask must be a tensor, got {type(mask).__name__}')
         shape = tuple(image.shape[1:])
-        self.check_input_size(*shape)
         if mask.dtype in (torch.bool, torch.uint8) and mask.dim() == 2 and tuple(mask.shape) == shape:
             mask_u8 = mask.to(torch.uint8) * 255 if mask.dtype == torch.bool else mask
             if mask.dtype == torch.uint8 and int(mask.max()) == 1:
                 mask_to_uint8(mask.cpu().numpy(), shape)  # raises the documented error
         else:
             mask_u8 = tensor_from_numpy(mask_to_uint8(mask, shape))
+        self.check_input_size(*shape)
         return self._run(image.to(self.device), mask_u8.to(self.device)).float()
 
     # ------------------------------------------------------------------ internals
