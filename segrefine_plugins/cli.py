@@ -289,6 +289,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         problem = unwritable_reason(args.json)
         if problem:
             raise UsageError(f'--json {args.json!r}: {problem}')
+        if os.path.exists(args.json) and any(
+                os.path.samefile(args.json, p) for _, g, q in pairing.pairs for p in (g, q)):
+            raise UsageError(f'--json {args.json!r} is an input file; choose another path')
     # predictions without ground truth (e.g. NAME_overlay.png) are not errors: just ignored
     missing = _report_files('ground-truth masks without a prediction (not evaluated)',
                             pairing.unpaired_images)
