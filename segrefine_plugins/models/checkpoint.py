@@ -100,6 +100,24 @@ def _first_line(err: BaseException, limit: int = 200) -> str:
     return text[0][:limit] if text else ''
 
 
+def mmengine_safe_globals() -> list:
+    """The globals mmengine Runner checkpoints pickle besides tensors, for
+    ``torch.serialization.safe_globals`` while mmengine itself resumes or loads
+    ``load_from`` (``tools/train.py``).
+
+    With torch >= 2.6, ``torch.load`` defaults to ``weights_only=True`` and mmengine 0.10.7
+    resumes / loads ``load_from`` with a plain ``torch.load``, which refuses its own
+    checkpoints (the message hub's ``HistoryBuffer``, numpy arrays / scalars, and ``getattr``
+    that rebinds the buffers' statistics methods). Allowing exactly these keeps
+    ``weights_only=True``. Needs mmengine (imported here, not at module import).
+    """
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+    return [HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar,
+            getattr] + [type(np.dtype(t)) for t in ('f4', 'f8', 'i4', 'i8', 'u1', 'b1')]
+
+
 def extract_state_dict(obj: Any, source: str = '<object>') -> StateDict:
     """Return the flat ``name -> tensor`` dict inside a loaded checkpoint object.
 
