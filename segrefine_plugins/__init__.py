@@ -49,6 +49,9 @@ def build_refiner(cfg: Union[Mapping[str, Any], str, os.PathLike], **overrides: 
     from . import inference  # noqa: F401  (registers the refiners)
 
     if isinstance(cfg, (str, os.PathLike)):
+        if isinstance(cfg, str) and cfg in REFINERS and not os.path.exists(cfg):
+            raise FileNotFoundError(f'config file not found: {cfg!r} (to build that refiner '
+                                    f'type, pass a dict: build_refiner(dict(type={cfg!r})))')
         cfg = load_config_file(cfg)
     if not isinstance(cfg, Mapping):
         raise TypeError(f'build_refiner takes a config dict such as dict(type="CRM") or the '

@@ -121,7 +121,7 @@ def test_bad_configs_name_the_problem(cfg, error, match):
 
 
 def test_a_type_name_given_as_a_path_is_explained():
-    with pytest.raises(FileNotFoundError, match="config file not found: 'CRM'"):
+    with pytest.raises(FileNotFoundError, match=r"pass a dict: build_refiner\(dict\(type='CRM'\)\)"):
         build_refiner('CRM')
 
 
