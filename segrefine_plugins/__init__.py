@@ -37,11 +37,25 @@ def build_refiner(cfg: Union[Mapping[str, Any], str, os.PathLike], **overrides: 
         cfg: ``dict(type='CascadePSP' | 'CRM', checkpoint=..., ...)`` (the refiner's keyword
             arguments), or the path of a ``.py`` file that defines ``refiner = dict(...)``.
         **overrides: keyword arguments that replace the config's (e.g. ``device='cuda'``).
+
+    Raises:
+        TypeError: ``cfg`` is neither a dict nor a path, ``type`` is not a string, or an
+            option the refiner does not take / of the wrong type (named in the message).
+        ValueError: no or an unknown ``type``, an option value out of its range, a device
+            this machine does not have. Checkpoint problems raise
+            :class:`~segrefine_plugins.models.checkpoint.CheckpointError` (a ValueError) or
+            OSError, naming the file.
     """
     from . import inference  # noqa: F401  (registers the refiners)
 
     if isinstance(cfg, (str, os.PathLike)):
+        if isinstance(cfg, str) and cfg in REFINERS and not os.path.exists(cfg):
+            raise FileNotFoundError(f'config file not found: {cfg!r} (to build that refiner '
+                                    f'type, pass a dict: build_refiner(dict(type={cfg!r})))')
         cfg = load_config_file(cfg)
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f'build_refiner takes a config dict such as dict(type="CRM") or the '
+                        f'path of a .py config file, got {type(cfg).__name__} {cfg!r}')
     cfg = dict(cfg)
     cfg.update(overrides)
     return REFINERS.build(cfg)

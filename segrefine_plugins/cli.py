@@ -3,31 +3,38 @@
     segrefine refine --image IMG_OR_DIR --mask MASK_OR_DIR --out DIR [options]
     segrefine eval --pred DIR --gt DIR [--coarse DIR] [--json FILE]
 
-Exit codes: 0 everything done; 1 some inputs failed (unreadable, wrong size, output not
-writable) or had no partner (each is reported by name, the others are processed); 2 usage or
-configuration error (nothing was processed); 130 interrupted (rerun the same command to resume).
+Exit codes: 0 everything done; 1 some inputs failed (unreadable, wrong size, smaller than the
+refiner takes, output not writable) or had no partner (each is reported by name, the others
+are processed), or the --json report could not be written; 2 usage or configuration error:
+bad options, refiner or checkpoint, an --out / --json place that cannot be written (nothing
+was processed); 130 interrupted (rerun the same command to resume: outputs that exist and
+decode at the right size are kept, empty or corrupt ones are recomputed).
 """
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
 
-from .io import Pairing, pair_files, read_image, read_mask, write_png_atomic
+from .io import Pairing, image_size, is_complete_png, pair_files, read_image, read_mask, \
+    unwritable_reason, write_bytes_atomic, write_png_atomic
+from .masks import EVAL_FOREGROUND_ABOVE, REFINE_FOREGROUND_ABOVE, foreground
 from .metrics import MetricSummary, as_binary_mask, format_table
+from .models.checkpoint import CheckpointError, checkpoint_path
+from .options import OptionError, parse_key_values
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 #: Output probabilities are floor(p * 255); a pixel is foreground where that is > 128, the
-#: published evaluation's threshold (so --binary outputs evaluate like the soft ones).
-FOREGROUND_ABOVE = 128
+#: published evaluation's threshold (so --binary outputs evaluate like the soft ones); see
+#: :mod:`segrefine_plugins.masks`.
+FOREGROUND_ABOVE = EVAL_FOREGROUND_ABOVE
 
 
 class UsageError(Exception):
@@ -40,17 +47,12 @@ def _err(message: str) -> None:
 
 # --------------------------------------------------------------------------- arguments
 def _parse_set(items: Sequence[str]) -> Dict[str, Any]:
-    """``['key=value', ...]`` -> dict; values are Python literals where they parse, else str."""
-    out: Dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition('=')
-        if not sep or not key.strip():
-            raise UsageError(f'--set expects key=value, got {item!r}')
-        try:
-            out[key.strip()] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key.strip()] = value
-    return out
+    """``['key=value', ...]`` -> dict by :func:`segrefine_plugins.options.parse_key_values`
+    (Python literals, true / false / yes / no, ``a/b/c`` number lists, else the text)."""
+    try:
+        return parse_key_values(items, '--set')
+    except OptionError as e:
+        raise UsageError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--device', help="torch device, e.g. 'cpu' or 'cuda'")
     r.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), help='default fp32')
     r.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                   help='any other refiner argument (a Python literal or a string); repeatable')
+                   help='any other refiner argument: a Python literal (4, 0.5, (0.5, 1.0)), '
+                   'true/false/yes/no, or a string; repeatable')
     r.add_argument('--binary', action='store_true',
                    help=f'write 0/255 masks (255 where floor(p*255) > {FOREGROUND_ABOVE})')
     r.add_argument('--overlay', action='store_true',
@@ -112,9 +115,10 @@ def refiner_config(args: argparse.Namespace) -> Dict[str, Any]:
     else:
         cfg = {'type': args.type or ('CascadePSP' if args.checkpoint else 'CRM')}
     if args.checkpoint:
-        if not os.path.isfile(args.checkpoint):
-            raise UsageError(f'checkpoint {args.checkpoint!r} does not exist')
-        cfg['checkpoint'] = args.checkpoint
+        try:
+            cfg['checkpoint'] = checkpoint_path(args.checkpoint)
+        except CheckpointError as e:
+            raise UsageError(str(e)) from None
     for key in ('L', 'device', 'precision'):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
@@ -142,8 +146,20 @@ def _check_out_dir(out: Path, pairing: Pairing) -> None:
         if folder == out_real:
             raise UsageError(f'--out {str(out)!r} is a folder the inputs are in; choose another '
                              f'folder (outputs must never replace or mix with inputs)')
-    if out.exists() and not out.is_dir():
-        raise UsageError(f'--out {str(out)!r} exists and is not a folder')
+    problem = unwritable_reason(out, folder=True)
+    if problem:
+        raise UsageError(f'--out {str(out)!r}: {problem}')
+
+
+def _make_out_dir(out: Path) -> None:
+    """Create ``out`` and prove a file can be created in it (UsageError otherwise)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(out / '.segrefine-write-test', b'')
+        os.unlink(out / '.segrefine-write-test')
+    except OSError as e:
+        raise UsageError(f'--out {str(out)!r} is not a writable folder: {e.strerror or e}') \
+            from None
 
 
 def _refine_one(refiner: Any, image_path: Path, mask_path: Path, outputs: Dict[str, Path],
@@ -161,28 +177,51 @@ def _refine_one(refiner: Any, image_path: Path, mask_path: Path, outputs: Dict[s
         out = fg.astype(np.uint8) * 255 if binary else level
         write_png_atomic(outputs['mask'], out, protect=protect)
     if 'overlay' in outputs:
-        write_png_atomic(outputs['overlay'], make_overlay(image, coarse > 127, fg), protect=protect)
+        coarse_fg = foreground(coarse, REFINE_FOREGROUND_ABOVE, 'coarse mask')
+        write_png_atomic(outputs['overlay'], make_overlay(image, coarse_fg, fg), protect=protect)
 
 
-def _plan_jobs(pairing: Pairing, out: Path, overlay: bool, overwrite: bool) -> List[tuple]:
-    """(stem, image, mask, {kind: output path}) for each pair with outputs still to write."""
-    jobs = []
+def _finished(output: Path, kind: str, mask_path: Path) -> bool:
+    """An existing output counts as finished only if it decodes and has the size of the
+    input (mask: H x W; overlay: H rows): a 0-byte, truncated or foreign file left by an
+    earlier crash is recomputed."""
+    if not output.is_file():
+        return False
+    try:
+        h, w = image_size(mask_path)
+    except ValueError:   # an unreadable input: the job reports it
+        return False
+    if kind == 'mask':
+        return is_complete_png(output, (h, w))
+    return is_complete_png(output) and image_size(output)[0] == h
+
+
+def _plan_jobs(pairing: Pairing, out: Path, overlay: bool,
+               overwrite: bool) -> Tuple[List[tuple], int]:
+    """(stem, image, mask, {kind: output path}) for each pair with outputs still to write,
+    and how many existing outputs were incomplete (recomputed)."""
+    jobs, incomplete = [], 0
     for stem, image_path, mask_path in pairing.pairs:
         outputs = {'mask': out / f'{stem}.png'}
         if overlay:
             outputs['overlay'] = out / f'{stem}_overlay.png'
         if not overwrite:
-            outputs = {k: p for k, p in outputs.items() if not p.exists()}
+            todo = {}
+            for kind, path in outputs.items():
+                if not _finished(path, kind, mask_path):
+                    todo[kind] = path
+                    incomplete += path.exists()
+            outputs = todo
         if outputs:
             jobs.append((stem, image_path, mask_path, outputs))
-    return jobs
+    return jobs, incomplete
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
     from . import build_refiner
     try:
         pairing = pair_files(args.image, args.mask, args.mask_suffix)
-    except ValueError as e:
+    except (ValueError, OSError) as e:  # missing paths, unreadable folders
         raise UsageError(str(e)) from None
     unpaired = (_report_files('images without a mask (not refined)', pairing.unpaired_images)
                 + _report_files('masks without an image (not used)', pairing.unpaired_masks))
@@ -193,7 +232,10 @@ def cmd_refine(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_out_dir(out, pairing)
     cfg = refiner_config(args)
-    jobs = _plan_jobs(pairing, out, args.overlay, args.overwrite)
+    jobs, incomplete = _plan_jobs(pairing, out, args.overlay, args.overwrite)
+    if incomplete:
+        _err(f'{incomplete} existing output(s) in {str(out)!r} are empty, corrupt or of the '
+             f'wrong size (an earlier run stopped while writing?): recomputed')
     skipped = len(pairing.pairs) - len(jobs)
     if skipped:
         _err(f'{skipped} of {len(pairing.pairs)} pairs already have their outputs in {str(out)!r}: '
@@ -204,7 +246,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
             refiner = build_refiner(cfg)
         except Exception as e:  # weights missing, bad keys, unknown type: all config errors
             raise UsageError(f'cannot build the refiner {cfg!r}: {type(e).__name__}: {e}') from None
-        out.mkdir(parents=True, exist_ok=True)
+        _make_out_dir(out)
     for stem, image_path, mask_path, outputs in tqdm(jobs, desc='refine', unit='img', file=sys.stderr,
                                                      dynamic_ncols=True, disable=not jobs):
         try:
@@ -213,6 +255,9 @@ def cmd_refine(args: argparse.Namespace) -> int:
             written += 1
         except (ValueError, OSError) as e:  # unreadable input, failed checks, unwritable output
             _err(f'{stem}: skipped: {e}')
+            failed += 1
+        except (RuntimeError, MemoryError) as e:  # out of memory (torch / numpy), ...
+            _err(f'{stem}: failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}')
             failed += 1
     print(f'segrefine refine: {written} refined, {skipped} skipped (outputs exist), '
           f'{failed} failed, {unpaired} unpaired -> {out}')
@@ -234,12 +279,19 @@ def _nan_to_none(obj: Any) -> Any:
 def _pair_with_gt(gt: str, other: str, what: str) -> Pairing:
     try:
         return pair_files(gt, other)
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         raise UsageError(f'{what}: {e}') from None
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     pairing = _pair_with_gt(args.gt, args.pred, '--pred')
+    if args.json:
+        problem = unwritable_reason(args.json)
+        if problem:
+            raise UsageError(f'--json {args.json!r}: {problem}')
+        if os.path.exists(args.json) and any(
+                os.path.samefile(args.json, p) for _, g, q in pairing.pairs for p in (g, q)):
+            raise UsageError(f'--json {args.json!r} is an input file; choose another path')
     # predictions without ground truth (e.g. NAME_overlay.png) are not errors: just ignored
     missing = _report_files('ground-truth masks without a prediction (not evaluated)',
                             pairing.unpaired_images)
@@ -289,7 +341,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report['per_image'] = per_image
         report['failed'] = failed
         report['missing_predictions'] = missing
-        Path(args.json).write_text(json.dumps(_nan_to_none(report), indent=1) + '\n')
+        inputs = [p for _, g, q in pairing.pairs for p in (g, q)] + list(coarse_of.values())
+        try:
+            write_bytes_atomic(args.json, (json.dumps(_nan_to_none(report), indent=1)
+                                           + '\n').encode('utf-8'), protect=inputs)
+        except (OSError, ValueError) as e:
+            _err(f'cannot write --json {args.json!r}: {e}')
+            return EXIT_FAILED
     return EXIT_FAILED if failed or missing else EXIT_OK
 
 

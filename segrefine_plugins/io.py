@@ -14,11 +14,12 @@ the stored pixels lines up with its image.
 """
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, List, Tuple, Union
+from typing import Iterable, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -84,6 +85,10 @@ def to_mask_uint8(array: np.ndarray, name: str = 'mask') -> np.ndarray:
         raise ValueError(f'{name} must be HxW, HxWx2, HxWx3 or HxWx4, got shape {array.shape}')
     if array.shape[0] < 1 or array.shape[1] < 1:
         raise ValueError(f'{name} is empty: shape {array.shape}')
+    if array.dtype == np.uint16 and 0 < int(array.max()) <= 255:
+        raise ValueError(f'{name} is 16-bit with values only in 0..{int(array.max())}: 16-bit '
+                         f'masks are scaled by >> 8, so it would read as empty; store 0..255 '
+                         f'masks as 8-bit (or 0..65535 in 16-bit)')
     array = _to_uint8_depth(array, name)
     if array.ndim == 2:
         return array
@@ -157,15 +162,33 @@ def read_mask(path: PathLike) -> np.ndarray:
     """Read a mask file as (H, W) uint8 0..255 (see :func:`to_mask_uint8` for the rules).
 
     An RGBA file whose alpha is not all opaque gives its alpha channel (a soft mask stored as
-    transparency); otherwise a colour file gives its luminance. 0/1 label files are returned
+    transparency); otherwise a colour file gives its luminance. A palette PNG whose colours
+    are not gray (a label map such as VOC's) and a 16-bit mask holding only 0..255 are
+    refused (they would read as wrong or empty masks). 0/1 label files are returned
     as they are (values 0 and 1): the refiners and metrics reject those with a clear message.
     Raises :class:`ImageReadError` naming the file when it cannot be read.
     """
     array = _decode(path)
+    if array.ndim == 3 and _is_palette_png(path) and not (
+            (array[:, :, 0] == array[:, :, 1]).all() and (array[:, :, 1] == array[:, :, 2]).all()):
+        raise ImageReadError(
+            f'{os.fspath(path)!r} is a palette (indexed-colour) PNG with colours: a label map '
+            f'(e.g. VOC), whose colours would be read as gray levels. Save the object as an '
+            f'8-bit 0/255 mask (e.g. with PIL: (np.array(Image.open(path)) == k) * 255)')
     try:
         return to_mask_uint8(array)
     except ValueError as e:
         raise ImageReadError(f'{os.fspath(path)!r}: {e}') from None
+
+
+def _is_palette_png(path: PathLike) -> bool:
+    """True for a PNG whose IHDR colour type is 3 (indexed colour)."""
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(26)
+    except OSError:
+        return False
+    return head[:8] == b'\x89PNG\r\n\x1a\n' and head[12:16] == b'IHDR' and head[25] == 3
 
 
 # --------------------------------------------------------------------------- writing
@@ -193,9 +216,6 @@ def write_png_atomic(path: PathLike, array: np.ndarray, protect: Iterable[PathLi
             one of them.
     """
     path = os.fspath(path)
-    for p in protect:
-        if _same_file(path, p):
-            raise ValueError(f'refusing to write {path!r}: it is an input file')
     if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or not (
             array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3))):
         raise ValueError(f'write_png_atomic takes (H, W) or (H, W, 3) uint8, got '
@@ -206,12 +226,30 @@ def write_png_atomic(path: PathLike, array: np.ndarray, protect: Iterable[PathLi
     ok, buf = cv2.imencode('.png', np.ascontiguousarray(array))
     if not ok:
         raise ValueError(f'could not encode a PNG for {path!r}')
+    write_bytes_atomic(path, buf.tobytes(), protect)
+
+
+def write_bytes_atomic(path: PathLike, data: bytes, protect: Iterable[PathLike] = ()) -> None:
+    """Write ``data`` to ``path`` atomically (hidden temporary file in the same folder, fsync,
+    ``os.replace``): readers see the old file or the complete new one. The folder must exist.
+
+    Raises:
+        ValueError: ``path`` is one of ``protect`` (the inputs).
+        OSError: the folder is missing or not writable, ``path`` is a folder, ... (the
+            message names ``path``).
+    """
+    path = os.fspath(path)
+    for p in protect:
+        if _same_file(path, p):
+            raise ValueError(f'refusing to write {path!r}: it is an input file')
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, 'is a folder, cannot write a file there', path)
     folder, base = os.path.split(os.path.abspath(path))
     tmp = os.path.join(folder, f'.{base}.{uuid.uuid4().hex[:8]}.tmp')
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, 'wb') as f:
-            f.write(buf.tobytes())
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -219,6 +257,62 @@ def write_png_atomic(path: PathLike, array: np.ndarray, protect: Iterable[PathLi
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def unwritable_reason(path: PathLike, folder: bool = False) -> Optional[str]:
+    """Why a file (or, with ``folder``, a folder) cannot be created at ``path``, or None.
+
+    Checked without writing anything: the nearest existing ancestor must be a writable
+    folder (no regular file on the way, not a read-only file system), and ``path`` itself,
+    if it exists, a folder (``folder``) or a regular file. Permission bits do not stop root,
+    so a caller still handles OSError when it writes.
+    """
+    path = Path(os.path.abspath(os.fspath(path)))
+    if path.exists():
+        if folder and not path.is_dir():
+            return f'{str(path)!r} exists and is not a folder'
+        if not folder and path.is_dir():
+            return f'{str(path)!r} is a folder'
+        target = path if folder else path.parent
+        if not os.access(target, os.W_OK | os.X_OK):
+            return f'{str(target)!r} is not writable'
+        return None
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f'{str(parent)!r} is a file, not a folder: cannot create {str(path)!r}'
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f'{str(parent)!r} is not writable: cannot create {str(path)!r}'
+    return None
+
+
+def image_size(path: PathLike) -> Tuple[int, int]:
+    """(H, W) of an image file: read from the header of a PNG, else by decoding it.
+
+    Raises:
+        ImageReadError: the file cannot be read or decoded.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(24)
+    except OSError as e:
+        raise ImageReadError(f'cannot read {path!r}: {e.strerror or e}') from None
+    if head[:8] == b'\x89PNG\r\n\x1a\n' and head[12:16] == b'IHDR':
+        return int.from_bytes(head[20:24], 'big'), int.from_bytes(head[16:20], 'big')
+    return tuple(_decode(path).shape[:2])  # type: ignore[return-value]
+
+
+def is_complete_png(path: PathLike, shape: Optional[Tuple[int, ...]] = None) -> bool:
+    """True when ``path`` is a file that decodes as an image (of (H, W) ``shape``, if
+    given): how a resumed run tells a finished output from one an earlier crash left empty,
+    truncated or of another size."""
+    try:
+        array = _decode(path)
+    except ImageReadError:
+        return False
+    return shape is None or tuple(array.shape[:2]) == tuple(shape[:2])
 
 
 # --------------------------------------------------------------------------- pairing

@@ -22,6 +22,7 @@ from mmengine.runner import Runner  # noqa: E402
 from segrefine_plugins.io import read_image  # noqa: E402
 from segrefine_plugins.mmseg import RefinedSegmentor, build_mmseg_refiner  # noqa: E402
 from segrefine_plugins.mmseg.metric import class_counts  # noqa: E402
+from segrefine_plugins.models.checkpoint import read_state_dict  # noqa: E402
 from segrefine_plugins.multiobject import refine_label_map  # noqa: E402
 from segrefine_plugins.registry import REFINERS  # noqa: E402
 
@@ -173,7 +174,7 @@ def test_validation_refined_only_when_asked(tmp_path, set_root, checkpoint, casc
     # the best checkpoint was saved while the model was wrapped: it is a plain segmentor's
     best = sorted(Path(runner.work_dir).glob('best_mIoU*.pth'))
     assert best, 'no best checkpoint saved'
-    state = torch.load(best[0], map_location='cpu', weights_only=False)['state_dict']
+    state = read_state_dict(best[0])   # the package's loader: weights_only=True
     build_tiny_model().load_state_dict(state, strict=True)
 
 

@@ -115,3 +115,24 @@ def test_benchmark_data_reports_a_rate(data_root):
     os.environ.setdefault('SEGREFINE_DATA', str(data_root))
     rate = _train_tool().benchmark_data(CONFIG, 2, {'train_dataloader.dataset.crop_size': 48})
     assert rate > 0
+
+
+@pytest.mark.parametrize('content, match', [(None, 'not found'), (b'', 'empty file'),
+                                            (b'not a checkpoint', 'corrupt')])
+def test_bad_resume_or_load_from_is_named_before_training(tmp_path, content, match):
+    """The package's one checkpoint reader checks ``--resume PATH`` / ``load_from`` first."""
+    tool = _train_tool()
+    path = tmp_path / 'iter_10.pth'
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(SystemExit, match=match) as err:
+        tool.build_config(tool.parse_args([CONFIG, '--resume', str(path)]))
+    assert 'iter_10.pth' in str(err.value)
+    cfg = tool.build_config(tool.parse_args([CONFIG, '--cfg-options', 'load_from=None']))
+    assert cfg.load_from is None
+
+
+def test_resume_allow_list_is_the_checkpoint_modules():
+    from segrefine_plugins.models.checkpoint import mmengine_safe_globals
+    assert _train_tool().resume_allow_list() == mmengine_safe_globals()
+    assert getattr in mmengine_safe_globals()

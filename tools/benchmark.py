@@ -30,9 +30,10 @@ Method:
 * ``refiner stats``: the refiner's ``last_stats`` after the last run, where it has them
   (CascadePSP: global-step size, crops on the grid, crops kept by the skip rule).
 
-Variant syntax: ``--variant NAME[:key=value,key=value...]``; values ``true``/``false``/``none``,
-ints and floats are converted, numbers separated by ``/`` make a list (``scales=0.5/1.0``),
-anything else is a string. The options shared by all variants
+Variant syntax: ``--variant NAME[:key=value,key=value...]``; values are read by the package's
+one option parser (:mod:`segrefine_plugins.options`): ``true``/``false``/``yes``/``no``/``none``,
+ints, floats and Python literals are converted, numbers separated by ``/`` make a list
+(``scales=0.5/1.0``), anything else is a string. The options shared by all variants
 come from ``--L``, ``--fast``, ``--precision``, ``--device`` and ``--set key=value``; a
 variant's own keys override them.
 """
@@ -57,38 +58,18 @@ DATA = Path(os.environ.get('SEGREFINE_DATA', REPO.parent / 'shared' / 'data'))
 SPEC = Path(os.environ.get('SEGREFINE_SPEC', REPO.parent / 'shared' / 'spec'))
 GB = 1024 ** 3
 
+sys.path.insert(0, str(REPO))
+from segrefine_plugins.options import OptionError, parse_key_values, parse_value  # noqa: E402,F401
+
 
 # ---------------------------------------------------------------------------- parsing
-def parse_value(text: str) -> Any:
-    """'true' / 'false' / 'none' / int / float, a list of numbers separated by '/'
-    (``0.25/0.5/1.0``), else the string itself."""
-    low = text.strip().lower()
-    if '/' in low:
-        parts = [parse_value(t) for t in low.split('/') if t]
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in parts):
-            return parts
-        return text
-    if low in ('true', 'false'):
-        return low == 'true'
-    if low == 'none':
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def parse_pairs(items: List[str], what: str) -> Dict[str, Any]:
-    """['a=1', 'b=true'] -> {'a': 1, 'b': True}."""
-    out: Dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition('=')
-        if not sep or not key.strip():
-            raise SystemExit(f'error: {what} {item!r} is not key=value')
-        out[key.strip()] = parse_value(value)
-    return out
+    """['a=1', 'b=true'] -> {'a': 1, 'b': True} (the package's one ``key=value`` parser,
+    :func:`segrefine_plugins.options.parse_key_values`); SystemExit naming a bad item."""
+    try:
+        return parse_key_values(items, what)
+    except OptionError as e:
+        raise SystemExit(f'error: {e}') from None
 
 
 def parse_variant(text: str) -> Tuple[str, Dict[str, Any]]:

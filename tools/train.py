@@ -66,6 +66,7 @@ def build_config(args: argparse.Namespace):
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    check_load_from(cfg.get('load_from'))
     return cfg
 
 
@@ -101,18 +102,24 @@ def benchmark_data(config: str, n_batches: int, cfg_options: Optional[dict] = No
 
 
 def resume_allow_list() -> list:
-    """Globals that mmengine Runner checkpoints pickle besides tensors.
+    """Globals that mmengine Runner checkpoints pickle besides tensors
+    (:func:`segrefine_plugins.models.checkpoint.mmengine_safe_globals`, the package's one
+    checkpoint module): resuming keeps ``weights_only=True`` and allows exactly these."""
+    from segrefine_plugins.models.checkpoint import mmengine_safe_globals
+    return mmengine_safe_globals()
 
-    With torch >= 2.6, ``torch.load`` defaults to ``weights_only=True`` and mmengine 0.10.7
-    resumes / loads ``load_from`` with a plain ``torch.load``, which refuses its own checkpoints (the message hub's
-    ``HistoryBuffer``, numpy arrays / scalars, and ``getattr`` that rebinds the buffers'
-    statistics methods). Resuming keeps ``weights_only=True`` and allows exactly these.
-    """
-    import numpy as np
-    from mmengine.logging.history_buffer import HistoryBuffer
-    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
-    return [HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar,
-            getattr] + [type(np.dtype(t)) for t in ('f4', 'f8', 'i4', 'i8', 'u1', 'b1')]
+
+def check_load_from(path: Optional[str]) -> None:
+    """Read ``load_from`` / ``--resume PATH`` with the package's checkpoint reader before the
+    Runner starts, so a missing, empty or corrupt file is named at once (SystemExit), not
+    reported by torch's unpickler after the model and data are built."""
+    if not path:
+        return
+    from segrefine_plugins.models.checkpoint import CheckpointError, read_state_dict
+    try:
+        read_state_dict(path)
+    except (CheckpointError, TypeError) as e:
+        raise SystemExit(f'error: load_from / --resume: {e}') from None
 
 
 def train(runner) -> None:

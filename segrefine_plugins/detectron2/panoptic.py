@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..inference.base import Refiner
+from ..inference.base import Refiner, tensor_from_numpy
 from ..multiobject import RoiOptions, refine_segments
 
 IdMap = Union[torch.Tensor, np.ndarray]
@@ -138,7 +138,7 @@ def _recount(id_map: np.ndarray, infos: Sequence[Dict[str, Any]]) -> List[Dict[s
 
 def _like(arr: np.ndarray, ref: IdMap) -> IdMap:
     if isinstance(ref, torch.Tensor):
-        return torch.from_numpy(arr.astype(np.int64, copy=False)).to(device=ref.device,
+        return tensor_from_numpy(arr.astype(np.int64, copy=False)).to(device=ref.device,
                                                                       dtype=ref.dtype)
     return arr.astype(ref.dtype, copy=False)
 

@@ -37,8 +37,9 @@ from torch import nn
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 
-from ..inference.base import Refiner
+from ..inference.base import Refiner, tensor_from_numpy
 from ..multiobject import RoiOptions, refine_label_map
+from ..options import to_bool
 from .config import IMAGE_SOURCES, build_refiner_from_cfg
 from .distributed import unwrap_parallel
 from .instances import refine_instances
@@ -190,17 +191,17 @@ class SegRefineWrapper(nn.Module):
             raise ValueError(f'image_source must be one of {IMAGE_SOURCES}, got {image_source!r}')
         self.model = model
         self.refiner = refiner
-        self.enabled = bool(enabled)
+        self.enabled = to_bool(enabled, 'enabled')
         self.roi_options = RoiOptions.from_any(roi_options, **roi_kwargs)
         #: segments / instances that had an ROI kept coarse by the do-no-harm gate, and all
         #: refined ones, since construction
         self.segments_gated = 0
         self.segments_refined = 0
-        self.refine_panoptic = bool(refine_panoptic)
-        self.refine_instances = bool(refine_instances)
-        self.refine_sem_seg = bool(refine_sem_seg)
-        self.instances_fuse = bool(instances_fuse)
-        self.recompute_boxes = bool(recompute_boxes)
+        self.refine_panoptic = to_bool(refine_panoptic, 'refine_panoptic')
+        self.refine_instances = to_bool(refine_instances, 'refine_instances')
+        self.refine_sem_seg = to_bool(refine_sem_seg, 'refine_sem_seg')
+        self.instances_fuse = to_bool(instances_fuse, 'instances_fuse')
+        self.recompute_boxes = to_bool(recompute_boxes, 'recompute_boxes')
         self.mask_threshold = float(mask_threshold)
         self.image_source = image_source
         self.input_format = (input_format or getattr(unwrap_parallel(model), 'input_format', None)
@@ -293,7 +294,7 @@ class SegRefineWrapper(nn.Module):
         res = refine_label_map(image, labels, self.refiner,
                                self.roi_options.replace(ignore_index=None))
         self._count(len(res.rois), res.gated)
-        refined = torch.from_numpy(res.labels).to(scores.device)
+        refined = tensor_from_numpy(res.labels).to(scores.device)
         onehot = torch.zeros_like(scores)
         onehot.scatter_(0, refined[None], 1)
         return onehot

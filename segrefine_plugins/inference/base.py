@@ -18,6 +18,9 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from ..masks import REFINE_FOREGROUND_ABOVE, mask_to_uint8
+from ..options import check_choice, check_device, to_bool
+
 #: ImageNet statistics both published models normalise with (RGB order).
 IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -48,44 +51,14 @@ def check_image(image: np.ndarray, name: str = 'image') -> np.ndarray:
     return image
 
 
-def mask_to_uint8(mask: ArrayOrTensor, shape: Tuple[int, int], name: str = 'mask') -> np.ndarray:
-    """Convert a mask to the canonical (H, W) uint8 0..255 form the published code takes.
-
-    * bool: True -> 255.
-    * uint8: taken as 0..255. A uint8 mask whose values are all in {0, 1} (and not all 0) is
-      rejected: it is almost surely a 0/1 label mask that would read as empty; pass
-      ``mask.astype(bool)``.
-    * float (16/32/64): values must be finite and in [0, 1]; mapped to round(m * 255).
-
-    Raises ValueError on other dtypes, wrong shapes or values.
-    """
-    if isinstance(mask, torch.Tensor):
-        mask = mask.detach().cpu().numpy()
-    if not isinstance(mask, np.ndarray):
-        raise ValueError(f'{name} must be a numpy array, got {type(mask).__name__}')
-    if mask.ndim == 3 and mask.shape[2] == 1:
-        mask = mask[:, :, 0]
-    if mask.ndim != 2:
-        raise ValueError(f'{name} must be HxW, got shape {mask.shape}')
-    if tuple(mask.shape) != tuple(shape):
-        raise ValueError(f'{name} size {mask.shape[0]}x{mask.shape[1]} differs from the image '
-                         f'size {shape[0]}x{shape[1]}')
-    if mask.dtype == np.bool_:
-        return mask.astype(np.uint8) * 255
-    if mask.dtype == np.uint8:
-        if mask.max(initial=0) == 1:
-            raise ValueError(f'{name} is uint8 with values only in {{0, 1}}; uint8 masks are '
-                             f'read as 0..255 (foreground > 127). Pass mask.astype(bool).')
-        return mask
-    if np.issubdtype(mask.dtype, np.floating):
-        if not np.all(np.isfinite(mask)):
-            raise ValueError(f'{name} has non-finite values (nan / inf)')
-        lo, hi = float(mask.min()), float(mask.max())
-        if lo < 0.0 or hi > 1.0:
-            raise ValueError(f'float {name} must be in [0, 1], got range [{lo}, {hi}]')
-        return np.rint(mask.astype(np.float32) * 255.0).astype(np.uint8)
-    raise ValueError(f'{name} dtype {mask.dtype} is not supported: use bool, uint8 (0..255) '
-                     f'or float (0..1)')
+def tensor_from_numpy(array: np.ndarray) -> torch.Tensor:
+    """``torch.from_numpy`` for any numpy array: views with negative strides (``a[::-1]``),
+    transposed / Fortran-ordered and read-only arrays are copied to a C-contiguous, writable
+    array first (torch refuses negative strides and warns on read-only memory); others are
+    shared without a copy."""
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f'expected a numpy array, got {type(array).__name__}')
+    return torch.from_numpy(np.require(array, requirements=('C', 'W')))
 
 
 def normalize_uint8(image_chw_u8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
@@ -111,15 +84,28 @@ class Refiner(abc.ABC):
 
     def __init__(self, device: Union[str, torch.device] = 'cpu', precision: str = 'fp32',
                  bgr: bool = False) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f'precision must be one of {sorted(PRECISIONS)}, got {precision!r}')
-        self.device = torch.device(device)
-        self.precision = precision
-        self.bgr = bool(bgr)
+        self.precision = check_choice('precision', precision, PRECISIONS)
+        self.device = check_device(device)
+        self.bgr = to_bool(bgr, 'bgr')
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
 
+    #: Smallest image side this refiner takes (subclasses raise it where they need more).
+    min_input_size: int = 1
+
     # ------------------------------------------------------------------ public API
+    def check_input_size(self, height: int, width: int) -> None:
+        """Raise ValueError when an ``height x width`` image cannot be refined.
+
+        The one size rule: :meth:`refine` / :meth:`refine_tensor` call it before anything
+        else (an empty mask included), and the CLI reports such a pair as failed. Here: both
+        sides >= :attr:`min_input_size`; subclasses add their own limits.
+        """
+        if min(height, width) < self.min_input_size:
+            m = self.min_input_size
+            raise ValueError(f'{type(self).__name__} needs images larger than {m - 1}x{m - 1} '
+                             f'px (at least {m}x{m}), got {height}x{width}')
+
     def refine(self, image: np.ndarray, mask: ArrayOrTensor) -> np.ndarray:
         """Refine one object's mask.
 
@@ -130,11 +116,17 @@ class Refiner(abc.ABC):
         Returns:
             (H, W) float32 probabilities in [0, 1]. An empty mask (no pixel > 127 of 255)
             gives all zeros, as the published evaluation does.
+
+        Raises:
+            ValueError: bad image or mask (see :func:`check_image`,
+                :func:`segrefine_plugins.masks.mask_to_uint8`), or an image this refiner
+                cannot take (:meth:`check_input_size`), empty masks included.
         """
         check_image(image)
         mask_u8 = mask_to_uint8(mask, image.shape[:2])
-        img = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
-        prob = self._run(img.permute(2, 0, 1), torch.from_numpy(mask_u8).to(self.device))
+        self.check_input_size(*image.shape[:2])
+        img = tensor_from_numpy(image).to(self.device)
+        prob = self._run(img.permute(2, 0, 1), tensor_from_numpy(mask_u8).to(self.device))
         return prob.float().cpu().numpy()
 
     def refine_batch(self, images: Sequence[np.ndarray],
@@ -157,11 +149,12 @@ class Refiner(abc.ABC):
         prepared, outs = [], [None] * len(images)
         for i, (image, mask) in enumerate(zip(images, masks)):
             check_image(image, f'images[{i}]')
-            mask_u8 = torch.from_numpy(mask_to_uint8(mask, image.shape[:2], f'masks[{i}]'))
+            self.check_input_size(*image.shape[:2])
+            mask_u8 = tensor_from_numpy(mask_to_uint8(mask, image.shape[:2], f'masks[{i}]'))
             if not bool((mask_u8 > 127).any()):
                 outs[i] = np.zeros(mask_u8.shape, dtype=np.float32)
                 continue
-            img = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
+            img = tensor_from_numpy(image).to(self.device)
             prepared.append((i, img.permute(2, 0, 1), mask_u8.to(self.device)))
         if prepared:
             with torch.inference_mode():
@@ -207,7 +200,8 @@ class Refiner(abc.ABC):
             if mask.dtype == torch.uint8 and int(mask.max()) == 1:
                 mask_to_uint8(mask.cpu().numpy(), shape)  # raises the documented error
         else:
-            mask_u8 = torch.from_numpy(mask_to_uint8(mask, shape))
+            mask_u8 = tensor_from_numpy(mask_to_uint8(mask, shape))
+        self.check_input_size(*shape)
         return self._run(image.to(self.device), mask_u8.to(self.device)).float()
 
     # ------------------------------------------------------------------ internals
@@ -240,7 +234,7 @@ class Refiner(abc.ABC):
         return self.normalize(image_chw_u8)
 
     def _run(self, image_chw_u8: torch.Tensor, mask_u8: torch.Tensor) -> torch.Tensor:
-        if not bool((mask_u8 > 127).any()):
+        if not bool((mask_u8 > REFINE_FOREGROUND_ABOVE).any()):
             return torch.zeros(mask_u8.shape, dtype=torch.float32, device=self.device)
         with torch.inference_mode():
             prob = self._refine(self._prepare(image_chw_u8), mask_u8)

@@ -38,11 +38,18 @@ import torch.nn.functional as F
 
 from ..models.cascadepsp import CascadePSPNet
 from ..models.checkpoint import load_checkpoint
+from ..masks import REFINE_FOREGROUND_ABOVE
+from ..options import check_int, to_bool
 from ..registry import REFINERS
 from .base import Refiner
 from .tiling import Crop, TileAccumulator, crop_grid, grid_step
 
 Checkpoint = Union[str, os.PathLike, Mapping[str, Any]]
+
+#: Largest working resolution accepted. The global step holds an ``L``-long-side image and
+#: every local-step crop is ``L x L``: activations ~2.5 GB per crop in fp32 at L=900, growing
+#: with ``L ** 2`` (~50 GB at 4096), so larger values are refused before anything is allocated.
+MAX_L = 4096
 
 #: Crops whose binarised-mask foreground fraction is outside [LOW, HIGH] are skipped.
 SKIP_LOW, SKIP_HIGH = 0.1, 0.9
@@ -83,7 +90,9 @@ class CascadePSPRefiner(Refiner):
             layout: with / without ``module.``, plain or mmengine ``state_dict``), or an
             in-memory state dict. Required: no default weights are shipped.
         L: long side of the global step and crop size of the local step (published 900);
-            must be >= 66 (the crop grid step ``L // 2 - 32`` must be positive).
+            an int in [66, :data:`MAX_L` = 4096] (the crop grid step ``L // 2 - 32`` must be
+            positive; memory grows with ``L ** 2``). An image whose short side would shrink
+            below 1 px at this ``L`` (long side / short side > ``L``) is refused.
         fast: global step only (faster, coarser boundaries).
         crop_batch_size: local-step crops run per forward; ``None`` (default): 4 on a GPU, 1
             on a CPU. Exact (outputs equal to one-by-one up to float rounding); each extra
@@ -104,20 +113,32 @@ class CascadePSPRefiner(Refiner):
         if checkpoint is None:
             raise ValueError('CascadePSP needs checkpoint=<path of the published "model" file '
                              'or a state dict>; no default weights are shipped')
-        grid_step(L)  # validates L
+        L = check_int('L', L)
+        grid_step(L)  # the smallest L (66)
+        if L > MAX_L:
+            raise ValueError(f'L={L} is above the maximum {MAX_L}: the global step and every '
+                             f'crop are L x L px (~2.5 GB of activations per crop at L=900, '
+                             f'growing with L ** 2)')
         if crop_batch_size is None:
             crop_batch_size = 4 if self.device.type == 'cuda' else 1
-        if not isinstance(crop_batch_size, int) or isinstance(crop_batch_size, bool) \
-                or crop_batch_size < 1:
-            raise ValueError(f'crop_batch_size must be an int >= 1, got {crop_batch_size!r}')
         self.L = L
-        self.fast = bool(fast)
+        self.fast = to_bool(fast, 'fast')
+        crop_batch_size = check_int('crop_batch_size', crop_batch_size, 1)
         self.crop_batch_size = crop_batch_size
         model = load_checkpoint(CascadePSPNet(), checkpoint)
         self.model = model.eval().requires_grad_(False).to(self.device)
         #: facts about the last ``refine`` call: global-step input size, crops on the grid and
         #: crops kept by the skip rule (for benchmarks and curious users)
         self.last_stats: Dict[str, Any] = {}
+
+    def check_input_size(self, height: int, width: int) -> None:
+        """Refuse images that the global step would squeeze to a side of 0 px (long side /
+        short side too large for ``L``)."""
+        super().check_input_size(height, width)
+        s = self.L / max(height, width)
+        if int(height * s) < 1 or int(width * s) < 1:
+            raise ValueError(f'a {height}x{width} image resized to long side L={self.L} would '
+                             f'have a side of 0 px; use a larger L')
 
     # ------------------------------------------------------------------ pipeline
     def work_size(self, long_side: int) -> int:
@@ -142,7 +163,7 @@ class CascadePSPRefiner(Refiner):
                        ) -> Tuple[torch.Tensor, torch.Tensor, int]:
         """The global step's (1, 3, h, w) image and (1, 1, h, w) mask in -1..1, and its L."""
         h, w = mask_u8.shape
-        seg = ((mask_u8 > 127).float() * 2 - 1).view(1, 1, h, w)
+        seg = ((mask_u8 > REFINE_FOREGROUND_ABOVE).float() * 2 - 1).view(1, 1, h, w)
         long_side = max(h, w)
         L = self.work_size(long_side)
         if long_side > L:

@@ -43,8 +43,9 @@ import torch
 import torch.nn.functional as F
 
 from ..models.checkpoint import CheckpointError, StateDict, extract_state_dict, \
-    load_checkpoint, read_state_dict
+    guess_model, load_checkpoint, read_state_dict
 from ..models.crm import CRMNet, GridQueries, InputWindows
+from ..options import check_float, check_int, to_bool
 from ..registry import REFINERS
 from .base import Refiner
 from .crm_input import ScaledInput
@@ -94,10 +95,18 @@ def default_weights(name: str = 'crm_default',
     return pth, dict(arch, blocks=tuple(blocks))
 
 
-def infer_architecture(state: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
-    """``{'blocks': (...), 'width': w}`` of a CRM state dict (``module.`` already stripped)."""
+def infer_architecture(state: Mapping[str, torch.Tensor],
+                       source: str = 'state dict') -> Dict[str, Any]:
+    """``{'blocks': (...), 'width': w}`` of a CRM state dict (``module.`` already stripped).
+
+    Raises:
+        CheckpointError: not a CRM state dict (a CascadePSP one is named as such).
+    """
+    if guess_model(state) == 'CascadePSP':
+        raise CheckpointError(f"{source} is not a CRM checkpoint: it looks like a CascadePSP "
+                              f"checkpoint; build it with type='CascadePSP'")
     if 'feats.conv1.weight' not in state:
-        raise CheckpointError('not a CRM checkpoint: no feats.conv1.weight')
+        raise CheckpointError(f'{source} is not a CRM checkpoint: no feats.conv1.weight')
     blocks = []
     for layer in range(1, 5):
         prefix = f'feats.layer{layer}.'
@@ -111,10 +120,8 @@ def infer_architecture(state: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
     return arch
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f'{name} must be an int >= {minimum}, got {value!r}')
-    return value
+#: Largest ``chunk_size`` accepted (~1.1 KB per query in fp32: 4.6 GB at this size).
+MAX_CHUNK_SIZE = 1 << 22
 
 
 @REFINERS.register(name='CRM')
@@ -165,27 +172,32 @@ class CRMRefiner(Refiner):
                  device: Union[str, torch.device] = 'cpu', precision: str = 'fp32',
                  bgr: bool = False) -> None:
         super().__init__(device=device, precision=precision, bgr=bgr)
-        self.chunk_size = _check_int('chunk_size', chunk_size, 1)
-        self.tile_size = None if tile_size is None else _check_int('tile_size', tile_size, 32)
-        self.roi_only = bool(roi_only)
-        if (not isinstance(roi_band, (tuple, list)) or len(roi_band) != 2
-                or not all(isinstance(v, (int, float)) for v in roi_band)
-                or not 0.0 <= roi_band[0] < roi_band[1] <= 1.0):
+        self.chunk_size = check_int('chunk_size', chunk_size, 1, MAX_CHUNK_SIZE)
+        self.tile_size = None if tile_size is None else check_int('tile_size', tile_size, 32)
+        self.roi_only = to_bool(roi_only, 'roi_only')
+        if not isinstance(roi_band, (tuple, list)) or len(roi_band) != 2:
+            raise ValueError(f'roi_band must be (low, high), got {roi_band!r}')
+        band = tuple(check_float('roi_band', v, 0.0, 1.0) for v in roi_band)
+        if not band[0] < band[1]:
             raise ValueError(f'roi_band must be (low, high) with 0 <= low < high <= 1, '
                              f'got {roi_band!r}')
-        self.roi_band = (float(roi_band[0]), float(roi_band[1]))
-        self.roi_dilation = _check_int('roi_dilation', roi_dilation, 0)
-        state, arch = self._load_state(checkpoint)
+        self.roi_band = band
+        self.roi_dilation = check_int('roi_dilation', roi_dilation, 0, 1024)
+        state, arch, source = self._load_state(checkpoint)
         if scales is None:  # the default weights' sidecar may name the scales they were made for
             scales = arch.get('scales', PUBLISHED_SCALES) if checkpoint is None \
                 else PUBLISHED_SCALES
         self.scales = self._check_scales(scales)
+        if blocks is not None and (not isinstance(blocks, (tuple, list)) or len(blocks) != 4):
+            raise ValueError(f'blocks must be 4 ints (e.g. (3, 4, 6, 3)) or None, got {blocks!r}')
+        if width is not None:
+            width = check_int('width', width, 1)
         if blocks is not None and tuple(blocks) != tuple(arch['blocks']) or \
                 width is not None and width != arch['width']:
             raise ValueError(f'blocks={blocks}, width={width} do not match the checkpoint '
                              f'(blocks={tuple(arch["blocks"])}, width={arch["width"]})')
         extra = {k: int(arch[k]) for k in ('feat_channels', 'hidden') if k in arch}
-        model = load_checkpoint(CRMNet(arch['blocks'], arch['width'], **extra), state)
+        model = load_checkpoint(CRMNet(arch['blocks'], arch['width'], **extra), state, source)
         self.model = model.eval().requires_grad_(False).to(self.device)
         # what runs: BatchNorm folded into the convolutions and channels-last memory (each
         # ~15 % faster on CPU); same numbers up to float rounding
@@ -197,34 +209,42 @@ class CRMRefiner(Refiner):
     # ------------------------------------------------------------------ construction
     @staticmethod
     def _check_scales(scales: Sequence[float]) -> Tuple[float, ...]:
-        if isinstance(scales, (int, float)):
+        """A non-empty, strictly increasing (coarse to fine) sequence of numbers in (0, 1]."""
+        if isinstance(scales, (int, float)) and not isinstance(scales, bool):
             scales = (scales,)
+        if hasattr(scales, 'tolist') and not isinstance(scales, (str, bytes)):
+            scales = scales.tolist()   # numpy arrays / tensors
         if not isinstance(scales, (tuple, list)) or not scales:
-            raise ValueError(f'scales must be a non-empty sequence, got {scales!r}')
-        out = []
-        for s in scales:
-            if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) \
-                    or not 0.0 < s <= 1.0:
-                raise ValueError(f'every scale must be a number in (0, 1], got {scales!r}')
-            out.append(float(s))
-        return tuple(out)
+            raise ValueError(f'scales must be a non-empty sequence of numbers in (0, 1], '
+                             f'got {scales!r}')
+        try:
+            out = tuple(check_float('scale', s, 0.0, 1.0, open_min=True) for s in scales)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f'every scale must be a number in (0, 1], got {scales!r} ({e})') \
+                from None
+        if any(b <= a for a, b in zip(out, out[1:])):
+            raise ValueError(f'scales must increase (coarse to fine, e.g. (0.125, 0.25, 0.5, '
+                             f'1.0)), got {scales!r}')
+        return out
 
     @staticmethod
-    def _load_state(checkpoint: Optional[Checkpoint]) -> Tuple[StateDict, Dict[str, Any]]:
+    def _load_state(checkpoint: Optional[Checkpoint]) -> Tuple[StateDict, Dict[str, Any], str]:
+        """(state dict, architecture, how messages name the source)."""
         if checkpoint is None:
             path, arch = default_weights()
             state = read_state_dict(path)
-            found = infer_architecture(state)
+            found = infer_architecture(state, repr(str(path)))
             if (tuple(found['blocks']), found['width']) != (arch['blocks'], arch['width']):
                 raise CheckpointError(f'{path} holds blocks={found["blocks"]}, width='
                                       f'{found["width"]}, its sidecar says blocks='
                                       f'{arch["blocks"]}, width={arch["width"]}')
-            return state, arch
+            return state, arch, repr(str(path))
         if isinstance(checkpoint, Mapping):
-            state = extract_state_dict(checkpoint, 'state dict')
+            state, source = extract_state_dict(checkpoint, 'state dict'), 'state dict'
         else:
             state = read_state_dict(checkpoint)
-        return state, infer_architecture(state)
+            source = repr(os.fspath(checkpoint))
+        return state, infer_architecture(state, source), source
 
     # ------------------------------------------------------------------ pipeline
     def _prepare(self, image_chw_u8: torch.Tensor) -> torch.Tensor:

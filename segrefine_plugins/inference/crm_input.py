@@ -18,6 +18,7 @@ from typing import Optional, Tuple
 
 import torch
 
+from ..masks import REFINE_FOREGROUND_ABOVE
 from ..models.crm_windows import InputWindows, Range, TensorWindows, lerp_select, \
     linear_resize_weights
 from .base import normalize_uint8
@@ -81,7 +82,7 @@ class ScaledInput:
                               self.std, self.bgr)
         if self.mask is not None:
             m = self.mask.index_select(0, ri).index_select(1, ci)
-            seg = (m > 127).float().mul_(2).sub_(1)
+            seg = (m > REFINE_FOREGROUND_ABOVE).float().mul_(2).sub_(1)
         else:
             seg = self.prob.index_select(0, rows).index_select(1, cols).sub_(0.5).mul_(2)
         return rgb, seg.view(1, 1, len(rows), len(cols))

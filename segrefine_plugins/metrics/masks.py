@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 
-#: uint8 masks are foreground where the value is > this (the published evaluation's rule).
-UINT8_THRESHOLD = 128
+from ..masks import EVAL_FOREGROUND_ABOVE, foreground
+
+#: uint8 masks are foreground where the value is > this (the published evaluation's rule;
+#: :data:`segrefine_plugins.masks.EVAL_FOREGROUND_ABOVE`).
+UINT8_THRESHOLD = EVAL_FOREGROUND_ABOVE
 
 
 def as_binary_mask(mask: np.ndarray, name: str = 'mask') -> np.ndarray:
-    """Return an (H, W) bool mask.
+    """Return an (H, W) bool mask (the package's mask rule, :mod:`segrefine_plugins.masks`,
+    at the evaluation threshold).
 
     Accepted inputs:
 
@@ -20,23 +24,7 @@ def as_binary_mask(mask: np.ndarray, name: str = 'mask') -> np.ndarray:
     Anything else (float probabilities, other integer types, wrong rank) raises ValueError:
     threshold probabilities yourself, e.g. ``prob > 0.5``.
     """
-    if not isinstance(mask, np.ndarray):
-        raise ValueError(f'{name} must be a numpy array, got {type(mask).__name__}')
-    if mask.ndim == 3 and mask.shape[2] == 1:
-        mask = mask[:, :, 0]
-    if mask.ndim != 2:
-        raise ValueError(f'{name} must be HxW, got shape {mask.shape}')
-    if mask.size == 0:
-        raise ValueError(f'{name} is empty: shape {mask.shape}')
-    if mask.dtype == np.bool_:
-        return mask
-    if mask.dtype == np.uint8:
-        if mask.max() == 1:
-            raise ValueError(f'{name} is uint8 with values only in {{0, 1}}; uint8 masks are read '
-                             f'as 0..255 (foreground > {UINT8_THRESHOLD}). Pass mask.astype(bool).')
-        return mask > UINT8_THRESHOLD
-    raise ValueError(f'{name} dtype {mask.dtype} is not supported: pass bool, or uint8 0..255 '
-                     f'(foreground > {UINT8_THRESHOLD}); threshold probabilities yourself')
+    return foreground(mask, EVAL_FOREGROUND_ABOVE, name, allow_float=False)
 
 
 def as_label_map(labels: np.ndarray, name: str = 'labels') -> np.ndarray:

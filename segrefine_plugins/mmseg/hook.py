@@ -24,6 +24,7 @@ from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
 from ..inference.base import Refiner
+from ..options import to_bool
 from .refiners import build_mmseg_refiner
 from .segmentor import RefinedSegmentor, _module_device
 
@@ -51,8 +52,8 @@ class SegRefineHook(Hook):
             raise ValueError(f'SegRefineHook: refine_cfg must be a dict, got {refine_cfg!r}')
         self._refiner_arg = refiner
         self._refine_cfg_arg = dict(refine_cfg or {})
-        self.test = bool(test)
-        self.val = bool(val)
+        self.test = to_bool(test, 'test')
+        self.val = to_bool(val, 'val')
         self.refiner: Optional[Refiner] = None
         self.refine_cfg: Dict[str, Any] = {}
         self._wrapped: Optional[RefinedSegmentor] = None

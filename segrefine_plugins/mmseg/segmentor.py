@@ -29,8 +29,9 @@ from mmengine.structures import PixelData
 from mmseg.registry import MODELS
 from torch import nn
 
-from ..inference.base import Refiner
+from ..inference.base import Refiner, tensor_from_numpy
 from ..multiobject import RoiOptions, refine_label_map
+from ..options import to_bool
 from .images import CHANNEL_ORDERS, IMAGE_SOURCES, original_image
 from .refiners import build_mmseg_refiner
 
@@ -145,8 +146,8 @@ class RefinedSegmentor(BaseModel):
         self.roi_options = roi
         self.image_source = image_source
         self.inputs_channel_order = inputs_channel_order
-        self.keep_coarse = bool(keep_coarse)
-        self.keep_confidence = bool(keep_confidence)
+        self.keep_coarse = to_bool(keep_coarse, 'keep_coarse')
+        self.keep_confidence = to_bool(keep_confidence, 'keep_confidence')
         self._stuff_spec = list(roi.stuff_classes)
         self._classes_spec = None if roi.refine_classes is None else list(roi.refine_classes)
         self._dataset_meta: Optional[dict] = None
@@ -251,13 +252,13 @@ class RefinedSegmentor(BaseModel):
                                return_confidence=self.keep_confidence)
         self.rois_gated += res.gated
         self.rois_refined += len(res.rois)
-        refined = torch.from_numpy(res.labels).to(device=coarse.device, dtype=coarse.dtype)
+        refined = tensor_from_numpy(res.labels).to(device=coarse.device, dtype=coarse.dtype)
         if self.keep_coarse:
             sample.coarse_sem_seg = PixelData(data=coarse)
         sample.pred_sem_seg = PixelData(data=refined.reshape(coarse.shape))
         if self.keep_confidence:
             sample.refine_confidence = PixelData(
-                data=torch.from_numpy(res.confidence)[None].to(coarse.device))
+                data=tensor_from_numpy(res.confidence)[None].to(coarse.device))
 
 
 def _plain_inputs(data: Any) -> Optional[list]:

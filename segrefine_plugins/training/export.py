@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+from io import BytesIO
 from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 
 from ..inference.crm import infer_architecture
+from ..io import write_bytes_atomic
 from ..models.checkpoint import read_state_dict
 
 __all__ = ['export_crm_weights']
@@ -44,8 +46,10 @@ def export_crm_weights(checkpoint: Union[str, os.PathLike], out_path: Union[str,
     sidecar = dict(notes or {})
     sidecar.update({k: list(v) if isinstance(v, tuple) else v for k, v in arch.items()})
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    torch.save(packed, out_path)
-    with open(out_path[:-len('.pth')] + '.json', 'w', encoding='utf-8') as f:
-        json.dump(sidecar, f, indent=2)
-        f.write('\n')
+    buf = BytesIO()
+    torch.save(packed, buf)
+    # both files atomically: an interrupted export never leaves a half-written one
+    write_bytes_atomic(out_path, buf.getvalue())
+    write_bytes_atomic(out_path[:-len('.pth')] + '.json',
+                       (json.dumps(sidecar, indent=2) + '\n').encode('utf-8'))
     return sidecar
