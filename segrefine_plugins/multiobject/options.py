@@ -18,11 +18,12 @@ numbers is off by default.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Tuple, Union
 
 import numpy as np
+
+from ..options import OptionTypeError, check_float, check_int
 
 #: Published ``min_area`` of label maps (classes and components of <= 1024 px are skipped).
 LABEL_MAP_MIN_AREA = 1024
@@ -32,60 +33,37 @@ STUFF_SCALE = 0.51
 MAX_ROI_BATCH = 256
 
 ClassSpec = Union[int, str]
+#: kept for callers that imported it from here; the shared rule's error type
+RoiOptionTypeError = OptionTypeError
 
 
-class RoiOptionTypeError(TypeError, ValueError):
-    """An option of the wrong type (a ``TypeError`` that is also a ``ValueError``, so callers
-    that catch either see it)."""
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) \
-        and not isinstance(value, (bool, np.bool_))
-
-
-def _int(value: Any, name: str, minimum: int, optional: bool = False) -> Optional[int]:
+def _int(value: Any, name: str, minimum: int, maximum: Optional[int] = None,
+         optional: bool = False) -> Optional[int]:
     if value is None and optional:
         return None
-    if not _is_int(value):
-        raise RoiOptionTypeError(f'RoiOptions.{name} must be an integer{" or None" if optional else ""}, '
-                        f'got {value!r} ({type(value).__name__})')
-    if value < minimum:
-        raise ValueError(f'RoiOptions.{name} must be >= {minimum}, got {value}')
-    return int(value)
+    return check_int(f'RoiOptions.{name}', value, minimum, maximum)
 
 
-def _float(value: Any, name: str, lo: float, hi: float = math.inf, optional: bool = False,
-           lo_open: bool = False) -> Optional[float]:
+def _float(value: Any, name: str, lo: float, hi: Optional[float] = None,
+           optional: bool = False, lo_open: bool = False) -> Optional[float]:
     if value is None and optional:
         return None
-    if not _is_number(value):
-        raise RoiOptionTypeError(f'RoiOptions.{name} must be a number{" or None" if optional else ""}, '
-                        f'got {value!r} ({type(value).__name__})')
-    value = float(value)
-    if not math.isfinite(value) or value < lo or (lo_open and value == lo) or value > hi:
-        span = f'{"(" if lo_open else "["}{lo}, {hi}]'
-        raise ValueError(f'RoiOptions.{name} must be finite and in {span}, got {value}')
-    return value
+    return check_float(f'RoiOptions.{name}', value, lo, hi, open_min=lo_open)
 
 
 def _classes(value: Any, name: str, optional: bool) -> Optional[Tuple[ClassSpec, ...]]:
     if value is None and optional:
         return None
     if isinstance(value, (str, bytes)) or not hasattr(value, '__iter__'):
-        raise RoiOptionTypeError(f'RoiOptions.{name} must be a list of class ids or names, got {value!r}')
+        raise OptionTypeError(f'RoiOptions.{name} must be a list of class ids or names, got {value!r}')
     out = []
     for item in value:
-        if _is_int(item):
+        if isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
             out.append(int(item))
         elif isinstance(item, str) and item:
             out.append(item)
         else:
-            raise RoiOptionTypeError(f'RoiOptions.{name} entries must be class ids (int) or names '
+            raise OptionTypeError(f'RoiOptions.{name} entries must be class ids (int) or names '
                             f'(str), got {item!r}')
     return tuple(out)
 
@@ -151,22 +129,18 @@ class RoiOptions:
         set_ = object.__setattr__
         set_(self, 'roi_padding', _float(self.roi_padding, 'roi_padding', 0.0, 10.0))
         set_(self, 'min_area', _int(self.min_area, 'min_area', 0, optional=True))
-        set_(self, 'kernel_size', _int(self.kernel_size, 'kernel_size', 1))
-        if self.kernel_size > 255:
-            raise ValueError(f'RoiOptions.kernel_size must be <= 255, got {self.kernel_size}')
+        set_(self, 'kernel_size', _int(self.kernel_size, 'kernel_size', 1, 255))
         set_(self, 'min_roi_size', _int(self.min_roi_size, 'min_roi_size', 1, optional=True))
         if self.ignore_index is not None:
-            set_(self, 'ignore_index', _int(self.ignore_index, 'ignore_index', -(1 << 63)))
+            set_(self, 'ignore_index', _int(self.ignore_index, 'ignore_index', -(1 << 63), (1 << 63) - 1))
         set_(self, 'stuff_classes', _classes(self.stuff_classes, 'stuff_classes', False))
         set_(self, 'stuff_scale', _float(self.stuff_scale, 'stuff_scale', 0.0, 1e6,
                                          lo_open=True))
         set_(self, 'refine_classes', _classes(self.refine_classes, 'refine_classes', True))
         set_(self, 'max_upscale', _float(self.max_upscale, 'max_upscale', 1.0, 1e4,
                                          optional=True))
-        set_(self, 'roi_batch_size', _int(self.roi_batch_size, 'roi_batch_size', 1))
-        if self.roi_batch_size > MAX_ROI_BATCH:
-            raise ValueError(f'RoiOptions.roi_batch_size must be <= {MAX_ROI_BATCH}, got '
-                             f'{self.roi_batch_size}')
+        set_(self, 'roi_batch_size', _int(self.roi_batch_size, 'roi_batch_size', 1,
+                                          MAX_ROI_BATCH))
         set_(self, 'gate_min_iou', _float(self.gate_min_iou, 'gate_min_iou', 0.0, 1.0,
                                           optional=True))
         set_(self, 'gate_min_confidence', _float(self.gate_min_confidence,
@@ -191,12 +165,12 @@ class RoiOptions:
         elif isinstance(options, Mapping):
             base = dict(options)
         else:
-            raise RoiOptionTypeError(f'ROI options must be a RoiOptions, a dict or None, got '
+            raise OptionTypeError(f'ROI options must be a RoiOptions, a dict or None, got '
                             f'{type(options).__name__}')
         base.update(overrides)
         unknown = sorted(set(base) - set(cls.fields()))
         if unknown:
-            raise RoiOptionTypeError(f'unknown ROI option(s) {unknown}; known: {list(cls.fields())}')
+            raise OptionTypeError(f'unknown ROI option(s) {unknown}; known: {list(cls.fields())}')
         return cls(**base)
 
     def replace(self, **changes: Any) -> 'RoiOptions':

@@ -19,6 +19,7 @@ from ..inference.base import Refiner, check_image
 from .components import (Box, Roi, check_binary_mask, check_label_map, ensure_min_size,
                          label_map_rois, segment_rois)
 from .fusion import ModifiedArgmax
+from ..options import to_bool
 from .options import STUFF_SCALE, RoiOptions
 
 OptionsLike = Union[RoiOptions, Mapping[str, Any], None]
@@ -204,6 +205,7 @@ def refine_label_map(image: np.ndarray, labels: np.ndarray, refiner: Refiner,
     if classes is not None:
         option_overrides['refine_classes'] = classes
     opts = RoiOptions.from_any(options, **option_overrides)
+    return_confidence = to_bool(return_confidence, 'return_confidence')
     stuff = _class_ids(opts.stuff_classes, 'stuff_classes')
     wanted = None if opts.refine_classes is None else _class_ids(opts.refine_classes,
                                                                   'refine_classes')
@@ -315,11 +317,14 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner,
     check_binary_mask(masks, 'masks', ndim=3, shape=shape)
     _check_refiner(refiner)
     opts = RoiOptions.from_any(options, **option_overrides)
+    fuse, return_probs = to_bool(fuse, 'fuse'), to_bool(return_probs, 'return_probs')
+    split_components = to_bool(split_components, 'split_components')
     min_size = _min_roi_size(refiner, opts)
     count = masks.shape[0]
     background_id = int(background_id)
     seg_ids = _segment_ids(ids, count, background_id)
-    stuff_flags = [False] * count if is_stuff is None else [bool(s) for s in is_stuff]
+    stuff_flags = [False] * count if is_stuff is None else [
+        to_bool(s, 'is_stuff[]') for s in is_stuff]
     if len(stuff_flags) != count:
         raise ValueError(f'is_stuff has {len(stuff_flags)} entries for {count} masks')
     fusion: Optional[ModifiedArgmax] = None
