@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _mmseg_support import (REFINE_CFG, REPO, RecordPredictions, build_tiny_model,
+from _mmseg_support import (REFINE_CFG, REPO, TTA_PIPELINE, RecordPredictions, build_tiny_model,
                             cascadepsp_cfg, one_torch_thread, run_test, runner_cfg,
                             save_checkpoint, set_root, tiny_model_cfg)
 
@@ -113,19 +113,10 @@ def test_refined_labels_reach_the_evaluator(kind, request, tmp_path, set_root, c
 
 
 def test_tta_model_is_refined_after_merging(tmp_path, set_root, checkpoint, cascadepsp_cfg):
-    tta_pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='TestTimeAug', transforms=[
-            [dict(type='Resize', scale=(64, 64), keep_ratio=False),
-             dict(type='Resize', scale=(80, 80), keep_ratio=False)],
-            [dict(type='RandomFlip', prob=0.0, direction='horizontal'),
-             dict(type='RandomFlip', prob=1.0, direction='horizontal')],
-            [dict(type='LoadAnnotations')], [dict(type='PackSegInputs')]])]
-
     def tta_cfg(**entries):
         # what mmseg's tools/test.py --tta does to a config
         cfg = runner_cfg(tmp_path, set_root, checkpoint, **entries)
-        cfg.test_dataloader.dataset.pipeline = tta_pipeline
+        cfg.test_dataloader.dataset.pipeline = TTA_PIPELINE
         cfg.model = dict(type='SegTTAModel', module=tiny_model_cfg())
         return cfg
 

@@ -14,13 +14,17 @@ after the checkpoint is loaded), ``runner.model`` is replaced by a
 original model back. With ``val=True`` the same happens around every validation loop, so
 validation metrics (and best-checkpoint selection) during training see refined predictions,
 while training itself always uses the plain model. A test-time-augmentation model
-(``tools/test.py --tta``) is wrapped as a whole: its merged prediction is refined.
+(``tools/test.py --tta``) is wrapped as a whole: its merged prediction is refined. Under
+``--launcher pytorch`` the distributed wrapper (``MMDistributedDataParallel``) is wrapped as it
+is: each rank refines its own share of the images (the refiner on that rank's device) and the
+evaluator gathers the results.
 """
 from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional
 
 from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
 from ..inference.base import Refiner
@@ -90,7 +94,9 @@ class SegRefineHook(Hook):
 
     # ------------------------------------------------------------------ wrapping
     def _wrap(self, runner: Any, loop: Any) -> None:
-        if self.refiner is None or isinstance(runner.model, RefinedSegmentor):
+        model = runner.model
+        inner = model.module if is_model_wrapper(model) else model
+        if self.refiner is None or isinstance(inner, RefinedSegmentor):
             return
         dataset = getattr(getattr(loop, 'dataloader', None), 'dataset', None)
         meta = getattr(dataset, 'metainfo', None)
