@@ -35,7 +35,8 @@ _FIXTURES = (set_root, cascadepsp_cfg, one_torch_thread)  # fixtures used below
 
 #: a user's plug-in module (stands for the user's own registered code), imported by the
 #: user's own custom_imports
-USER_PLUGIN = 'IMPORTED = True\n'
+USER_PLUGIN = "IMPORTED = True\nprint('[user plugin imported]')\n"
+PLUGIN_MARK = '[user plugin imported]'
 
 #: what a CPU-only machine needs under torchrun (on GPUs mmseg's defaults are right)
 CPU_DDP_OPTIONS = ['env_cfg.dist_cfg.backend=gloo', 'model_wrapper_cfg.type=MMDistributedDataParallel',
@@ -130,6 +131,15 @@ def by_name(samples) -> Dict[str, Any]:
     return {Path(s.img_path).stem: s for s in samples}
 
 
+def refining_entries(how: str, refiner: dict) -> Dict[str, Any]:
+    """Config entries that refine the test loop: a ``refiner`` entry (the fragment's hook
+    wraps the model) or the model itself a RefinedSegmentor (by its import path)."""
+    if how == 'hook':
+        return dict(refiner=refiner, refine_cfg=REFINE_CFG)
+    return dict(model=dict(type='segrefine_plugins.mmseg.RefinedSegmentor',
+                           segmentor=tiny_model_cfg(), refiner=refiner, **REFINE_CFG))
+
+
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory):
     return save_checkpoint(build_tiny_model(), tmp_path_factory.mktemp('ckpt') / 'tiny.pth')
@@ -221,9 +231,11 @@ def test_tools_test_out_and_show_dir(tmp_path, set_root, checkpoint, cascadepsp_
     runs = {'coarse': {}, 'refined': dict(refiner=cascadepsp_cfg, refine_cfg=REFINE_CFG)}
     for kind, entries in runs.items():
         cfg = write_config(tmp_path, f'{kind}.py', set_root, **entries)
-        run_tool([sys.executable, str(script), str(cfg), str(checkpoint),
-                  '--work-dir', str(tmp_path / f'work_{kind}'), '--out', str(tmp_path / kind),
-                  '--show-dir', str(tmp_path / f'show_{kind}')], tmp_path)
+        log = run_tool([sys.executable, str(script), str(cfg), str(checkpoint),
+                        '--work-dir', str(tmp_path / f'work_{kind}'), '--out',
+                        str(tmp_path / kind), '--show-dir', str(tmp_path / f'show_{kind}')],
+                       tmp_path)
+        assert PLUGIN_MARK in log  # the user's base's custom_imports, next to the fragment
         metrics, recorder = in_process[kind]
         assert test_metrics(tmp_path / f'work_{kind}') == metrics
         written = read_pngs(tmp_path / kind)
@@ -240,13 +252,22 @@ def test_tools_test_out_and_show_dir(tmp_path, set_root, checkpoint, cascadepsp_
 
 
 @pytest.mark.slow
-def test_tools_test_tta_with_refiner(tmp_path, set_root, checkpoint, cascadepsp_cfg, in_process):
-    """``tools/test.py --tta --out DIR`` with a refiner: the merged TTA prediction is refined."""
+@pytest.mark.parametrize('how', ['hook', 'model'])
+def test_tools_test_tta_with_refiner(how, tmp_path, set_root, checkpoint, cascadepsp_cfg,
+                                     in_process):
+    """``tools/test.py --tta --out DIR`` with a refiner entry (the hook wraps the TTA model)
+    or with model=RefinedSegmentor (--tta puts it inside the TTA model; the hook swaps them):
+    the merged TTA prediction is refined, once."""
     script = mmseg_tool('test.py')
-    cfg = write_config(tmp_path, 'tta.py', set_root, refiner=cascadepsp_cfg,
-                       refine_cfg=REFINE_CFG)
-    run_tool([sys.executable, str(script), str(cfg), str(checkpoint), '--tta',
-              '--work-dir', str(tmp_path / 'work'), '--out', str(tmp_path / 'out')], tmp_path)
+    # composed the other way: the config's own custom_imports next to the fragment
+    cfg = write_config(tmp_path, 'tta.py', set_root,
+                       bases=['mmseg::_base_/default_runtime.py', str(RUNTIME_FRAGMENT)],
+                       custom_imports=dict(imports=['user_plugin']),
+                       **refining_entries(how, cascadepsp_cfg))
+    log = run_tool([sys.executable, str(script), str(cfg), str(checkpoint), '--tta',
+                    '--work-dir', str(tmp_path / 'work'), '--out', str(tmp_path / 'out')],
+                   tmp_path)
+    assert PLUGIN_MARK in log
     metrics, recorder = in_process['tta']
     assert test_metrics(tmp_path / 'work') == metrics
     written = read_pngs(tmp_path / 'out')
@@ -291,13 +312,8 @@ def test_tools_test_under_torchrun_equals_one_process(how, tmp_path, set_root, c
     (around MMDistributedDataParallel) or with model=RefinedSegmentor (inside it): the
     gathered metrics equal the 1-process run, every rank's predictions are written."""
     script = mmseg_tool('test.py')
-    entries: Dict[str, Any] = dict(refine_cfg=REFINE_CFG)
-    if how == 'hook':
-        entries['refiner'] = cascadepsp_cfg
-    else:
-        entries['model'] = dict(type='segrefine_plugins.mmseg.RefinedSegmentor',
-                                segmentor=tiny_model_cfg(), refiner=cascadepsp_cfg, **REFINE_CFG)
-    cfg = write_config(tmp_path, f'dist_{how}.py', set_root, **entries)
+    cfg = write_config(tmp_path, f'dist_{how}.py', set_root,
+                       **refining_entries(how, cascadepsp_cfg))
     log = run_tool(torchrun() + [str(script), str(cfg), str(checkpoint), '--launcher', 'pytorch',
                                  '--work-dir', str(tmp_path / 'work'), '--out',
                                  str(tmp_path / 'out'), '--cfg-options'] + CPU_DDP_OPTIONS,
