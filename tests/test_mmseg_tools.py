@@ -325,3 +325,26 @@ def test_tools_test_under_torchrun_equals_one_process(how, tmp_path, set_root, c
     assert sorted(written) == sorted(expected)
     for name, pred in written.items():
         np.testing.assert_array_equal(pred, labels(expected[name]))
+
+
+def test_hook_swaps_a_tta_model_around_refined_segmentor_and_back(tmp_path, set_root,
+                                                                  checkpoint, cascadepsp_cfg):
+    """--tta on model=RefinedSegmentor builds TTA(RefinedSegmentor(seg)); for the test loop
+    the hook makes it RefinedSegmentor(TTA(seg)) and puts the original back afterwards."""
+    from mmengine.model import BaseTTAModel
+    from mmengine.runner import Runner
+    from segrefine_plugins.mmseg import RefinedSegmentor, SegRefineHook
+    cfg = runner_cfg(tmp_path, set_root, checkpoint)
+    cfg.model = dict(type='SegTTAModel', module=refining_entries('model', cascadepsp_cfg)['model'])
+    runner = Runner.from_cfg(cfg)
+    hook = next(h for h in runner.hooks if isinstance(h, SegRefineHook))
+    original = runner.model
+    assert isinstance(original, BaseTTAModel) and isinstance(original.module, RefinedSegmentor)
+    refined, plain = original.module, original.module.segmentor
+    hook.before_run(runner)
+    hook.before_test(runner)
+    assert runner.model is refined and refined.segmentor is original
+    assert original.module is plain  # the TTA model merges the plain segmentor's views
+    hook.after_test(runner)
+    assert runner.model is original and original.module is refined
+    assert refined.segmentor is plain
