@@ -65,6 +65,17 @@ def build_tiny_model(seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
+#: a two-scale, two-flip test-time augmentation pipeline (a config's ``tta_pipeline``)
+TTA_PIPELINE = [
+    dict(type='LoadImageFromFile'),
+    dict(type='TestTimeAug', transforms=[
+        [dict(type='Resize', scale=(64, 64), keep_ratio=False),
+         dict(type='Resize', scale=(80, 80), keep_ratio=False)],
+        [dict(type='RandomFlip', prob=0.0, direction='horizontal'),
+         dict(type='RandomFlip', prob=1.0, direction='horizontal')],
+        [dict(type='LoadAnnotations')], [dict(type='PackSegInputs')]])]
+
+
 def pipeline_cfg(scale=TEST_SCALE) -> List[dict]:
     return [dict(type='LoadImageFromFile'), dict(type='Resize', scale=scale, keep_ratio=False),
             dict(type='LoadAnnotations'), dict(type='PackSegInputs')]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _mmseg_support import (REFINE_CFG, REPO, RecordPredictions, build_tiny_model,
+from _mmseg_support import (REFINE_CFG, REPO, TTA_PIPELINE, RecordPredictions, build_tiny_model,
                             cascadepsp_cfg, one_torch_thread, run_test, runner_cfg,
                             save_checkpoint, set_root, tiny_model_cfg)
 
@@ -20,7 +20,8 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from segrefine_plugins.io import read_image  # noqa: E402
-from segrefine_plugins.mmseg import RefinedSegmentor, build_mmseg_refiner  # noqa: E402
+from segrefine_plugins.mmseg import (RefinedSegmentor, SegRefineHook,  # noqa: E402
+                                     build_mmseg_refiner)
 from segrefine_plugins.mmseg.metric import class_counts  # noqa: E402
 from segrefine_plugins.models.checkpoint import read_state_dict  # noqa: E402
 from segrefine_plugins.multiobject import refine_label_map  # noqa: E402
@@ -29,6 +30,7 @@ from segrefine_plugins.registry import REFINERS  # noqa: E402
 pytestmark = pytest.mark.mmseg
 
 _FIXTURES = (set_root, cascadepsp_cfg, one_torch_thread)  # fixtures used below
+HOOK_PATH = 'segrefine_plugins.mmseg.SegRefineHook'
 
 
 @pytest.fixture(scope='module')
@@ -114,19 +116,10 @@ def test_refined_labels_reach_the_evaluator(kind, request, tmp_path, set_root, c
 
 
 def test_tta_model_is_refined_after_merging(tmp_path, set_root, checkpoint, cascadepsp_cfg):
-    tta_pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='TestTimeAug', transforms=[
-            [dict(type='Resize', scale=(64, 64), keep_ratio=False),
-             dict(type='Resize', scale=(80, 80), keep_ratio=False)],
-            [dict(type='RandomFlip', prob=0.0, direction='horizontal'),
-             dict(type='RandomFlip', prob=1.0, direction='horizontal')],
-            [dict(type='LoadAnnotations')], [dict(type='PackSegInputs')]])]
-
     def tta_cfg(**entries):
         # what mmseg's tools/test.py --tta does to a config
         cfg = runner_cfg(tmp_path, set_root, checkpoint, **entries)
-        cfg.test_dataloader.dataset.pipeline = tta_pipeline
+        cfg.test_dataloader.dataset.pipeline = TTA_PIPELINE
         cfg.model = dict(type='SegTTAModel', module=tiny_model_cfg())
         return cfg
 
@@ -198,9 +191,13 @@ def test_bad_entries_fail_before_anything_is_loaded(entries, match, tmp_path, se
 
 def test_shipped_configs_resolve():
     from mmseg.datasets import ADE20KDataset, CityscapesDataset, PascalVOCDataset
+    from mmseg.registry import METRICS
     runtime = Config.fromfile(str(REPO / 'configs' / '_base_' / 'segrefine_runtime.py'))
-    assert runtime.custom_imports.imports == ['segrefine_plugins.mmseg']
-    assert [h['type'] for h in runtime.custom_hooks] == ['SegRefineHook']
+    # no custom_imports (it would clash with a config's own): the hook's import path
+    assert 'custom_imports' not in runtime
+    assert [h['type'] for h in runtime.custom_hooks] == [HOOK_PATH]
+    from mmseg.registry import HOOKS
+    assert HOOKS.get(HOOK_PATH) is SegRefineHook
     # ADE20K stuff list: checked against mmseg's class names (source in the fragment)
     ade_stuff = {'wall', 'building', 'sky', 'floor', 'tree', 'ceiling', 'road', 'grass',
                  'sidewalk', 'earth', 'mountain', 'plant', 'water', 'house', 'sea', 'rug',
@@ -222,8 +219,9 @@ def test_shipped_configs_resolve():
         cfg = Config.fromfile(str(path))
         assert cfg.model.type == 'EncoderDecoder'
         assert cfg.refiner.type in ('CascadePSPRefiner', 'CRMRefiner')
-        assert cfg.test_evaluator.type == 'BoundaryMetric'
-        assert [h['type'] for h in cfg.custom_hooks] == ['SegRefineHook']
+        assert cfg.test_evaluator.type == 'BoundaryMetric'  # merged over IoUMetric's entry
+        METRICS.build(cfg.test_evaluator)
+        assert [h['type'] for h in cfg.custom_hooks] == [HOOK_PATH]
         key = next(k for k in datasets if k in path.name)
         dataset, stuff = datasets[key]
         names = [n.strip() for n in dataset.METAINFO['classes']]

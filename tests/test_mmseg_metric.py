@@ -121,3 +121,61 @@ def test_registered_and_bad_arguments():
         metric.process({}, samples_of([(np.zeros((4, 4), np.int64), np.zeros((4, 5), np.int64))]))
     only_mba = BoundaryMetric(metrics=['mBA'])
     assert math.isnan(only_mba.compute_metrics([{'mba': float('nan')}])['mBA'])
+
+
+def with_paths(samples, names, reduce_zero_label=False):
+    for sample, name in zip(samples, names):
+        sample.update(img_path=f'/data/img_dir/{name}.jpg', reduce_zero_label=reduce_zero_label)
+    return samples
+
+
+@pytest.mark.parametrize('reduce_zero_label', [False, True])
+def test_output_dir_writes_the_pngs_iou_metric_writes(pairs, tmp_path, reduce_zero_label):
+    """mmseg's tools/test.py --out sets output_dir and keep_results: same files as IoUMetric."""
+    import cv2
+    names = ['a', 'b', 'c']
+    results = {}
+    for cls in (BoundaryMetric, IoUMetric):
+        out = tmp_path / cls.__name__ / 'preds'  # not there yet: the metric makes it
+        metric = cls(output_dir=str(out), keep_results=True)
+        metric.dataset_meta = dict(classes=CLASSES)
+        metric.process({}, with_paths(samples_of(pairs), names, reduce_zero_label))
+        results[cls] = metric.compute_metrics(metric.results)
+        assert sorted(p.name for p in out.iterdir()) == ['a.png', 'b.png', 'c.png']
+        for name, (_, pred) in zip(names, pairs):
+            written = cv2.imread(str(out / f'{name}.png'), cv2.IMREAD_UNCHANGED)
+            np.testing.assert_array_equal(written, pred + int(reduce_zero_label))
+    assert results[BoundaryMetric]['mIoU'] == results[IoUMetric]['mIoU']
+    assert set(results[BoundaryMetric]) == {'mIoU', 'mBA', 'mBIoU'}
+
+
+def test_format_only_writes_predictions_without_ground_truth(pairs, tmp_path):
+    metric = METRICS.build(dict(type='BoundaryMetric', format_only=True,
+                                output_dir=str(tmp_path / 'fmt')))
+    metric.dataset_meta = dict(classes=CLASSES)
+    samples = with_paths(samples_of(pairs), ['x', 'y', 'z'])
+    for s in samples:
+        del s['gt_sem_seg']  # a test split without labels
+    metric.process({}, samples)
+    assert metric.results == []
+    assert metric.compute_metrics(metric.results) == {}
+    assert sorted(p.name for p in (tmp_path / 'fmt').iterdir()) == ['x.png', 'y.png', 'z.png']
+    with pytest.raises(ValueError, match='needs output_dir'):
+        BoundaryMetric(format_only=True)
+
+
+def test_iou_metric_arguments_are_accepted(pairs):
+    # a child config's dict(type='BoundaryMetric') merged over mmseg's IoUMetric entry
+    merged = METRICS.build(dict(type='BoundaryMetric', iou_metrics=['mIoU']))
+    assert evaluate(merged, pairs) == evaluate(BoundaryMetric(), pairs)
+    with pytest.raises(ValueError, match="not \\['mDice'\\].*IoUMetric"):
+        BoundaryMetric(iou_metrics=['mIoU', 'mDice'])
+    with pytest.raises(ValueError, match='iou_metrics'):
+        BoundaryMetric(iou_metrics=['mIOU'])
+    with pytest.raises(TypeError):
+        BoundaryMetric(no_such_argument=1)
+    # nan_to_num as IoUMetric applies it: class 'c' absent everywhere counts as 0
+    two = [(np.where(g == 2, 0, g), np.where(p == 2, 0, p)) for g, p in pairs]
+    ours = evaluate(BoundaryMetric(nan_to_num=0, metrics=['mIoU'], classwise=False), two)
+    theirs = evaluate(IoUMetric(nan_to_num=0), two)
+    assert ours['mIoU'] == theirs['mIoU'] < evaluate(BoundaryMetric(metrics=['mIoU']), two)['mIoU']

@@ -6,6 +6,8 @@
     python tools/train.py CONFIG --resume PATH.pth        # continue from a given checkpoint
     python tools/train.py CONFIG --amp                    # mixed precision (GPU)
     torchrun --nproc_per_node 2 tools/train.py CONFIG --launcher pytorch
+    torchrun --nnodes 2 --node_rank R --master_addr HOST --master_port 29500 \
+        --nproc_per_node 8 tools/train.py CONFIG --launcher pytorch   # on each of 2 machines
     python tools/train.py CONFIG --cfg-options train_cfg.max_iters=100 model.width=16
     python tools/train.py CONFIG --benchmark-data 50      # data pipeline speed, masks / s
 
@@ -70,12 +72,41 @@ def build_config(args: argparse.Namespace):
     return cfg
 
 
+def prepare_cpu_distributed(cfg) -> None:
+    """Distributed training without CUDA (e.g. ``torchrun --nproc_per_node 2`` on CPUs).
+
+    mmengine's own set-up for ``--launcher pytorch`` pins a CUDA device
+    (``torch.cuda.set_device``) and wraps the model with ``device_ids=[LOCAL_RANK]``; both fail
+    on a machine without CUDA. There the process group is started here with gloo (nccl needs
+    CUDA; the config's ``env_cfg.dist_cfg`` timeout is kept) and DDP gets ``device_ids=None``.
+    Does nothing with CUDA or without a launcher.
+    """
+    import torch
+    if cfg.get('launcher', 'none') != 'pytorch' or torch.cuda.is_available():
+        return
+    import datetime
+    import torch.distributed as dist
+    dist_cfg = dict((cfg.get('env_cfg') or {}).get('dist_cfg') or {})
+    if not dist.is_initialized():
+        timeout = dist_cfg.get('timeout')
+        extra = {} if timeout is None else {'timeout': datetime.timedelta(seconds=timeout)}
+        dist.init_process_group(backend='gloo', **extra)
+    wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+    wrapper.setdefault('type', 'MMDistributedDataParallel')
+    wrapper.setdefault('device_ids', None)
+    wrapper.setdefault('broadcast_buffers', False)
+    wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
+    cfg.model_wrapper_cfg = wrapper
+
+
 def build_runner(argv: Optional[List[str]] = None):
     """Parse ``argv`` and build the mmengine Runner (not started)."""
     args = parse_args(argv)
     import segrefine_plugins.training  # noqa: F401  (registers datasets / models / metrics)
     from mmengine.runner import Runner
-    return Runner.from_cfg(build_config(args))
+    cfg = build_config(args)
+    prepare_cpu_distributed(cfg)
+    return Runner.from_cfg(cfg)
 
 
 def benchmark_data(config: str, n_batches: int, cfg_options: Optional[dict] = None) -> float:

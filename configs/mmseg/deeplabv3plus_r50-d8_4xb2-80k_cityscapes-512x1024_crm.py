@@ -8,4 +8,4 @@ _base_ = [
     '../_base_/stuff/cityscapes.py',
 ]
 # mIoU (as IoUMetric computes it), multi-class mBA and mean Boundary IoU
-test_evaluator = dict(_delete_=True, type='BoundaryMetric')
+test_evaluator = dict(type='BoundaryMetric')  # over mmseg's IoUMetric entry: no _delete_ needed

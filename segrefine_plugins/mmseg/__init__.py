@@ -6,8 +6,11 @@
   validation) loop from the config's top-level ``refiner`` / ``refine_cfg`` entries.
 * ``METRICS``: ``BoundaryMetric`` (:mod:`.metric`): mIoU, multi-class mBA, mean Boundary IoU.
 
-Configs load it with ``custom_imports = dict(imports=['segrefine_plugins.mmseg'])``, which the
-shipped fragment ``configs/_base_/segrefine_runtime.py`` does (README, section "MMSegmentation").
+Configs need no ``custom_imports``: the shipped fragment ``configs/_base_/segrefine_runtime.py``
+names the hook by its import path (``type='segrefine_plugins.mmseg.SegRefineHook'``), which
+mmengine imports, registering everything here. ``custom_imports =
+dict(imports=['segrefine_plugins.mmseg'])`` in a config's own list works too (README, section
+"MMSegmentation").
 Needs mmseg 1.x, mmengine and the compiled mmcv (``make setup`` installs them).
 """
 try:

@@ -14,13 +14,20 @@ after the checkpoint is loaded), ``runner.model`` is replaced by a
 original model back. With ``val=True`` the same happens around every validation loop, so
 validation metrics (and best-checkpoint selection) during training see refined predictions,
 while training itself always uses the plain model. A test-time-augmentation model
-(``tools/test.py --tta``) is wrapped as a whole: its merged prediction is refined.
+(``tools/test.py --tta``) is wrapped as a whole: its merged prediction is refined; where the
+config's model is itself a ``RefinedSegmentor`` (so ``--tta`` put it inside the TTA model,
+which would merge coarse logits and drop the refinement), the two are swapped for the loop
+(the TTA model around the plain segmentor, the ``RefinedSegmentor`` around it). Under
+``--launcher pytorch`` the distributed wrapper (``MMDistributedDataParallel``) is wrapped as it
+is: each rank refines its own share of the images (the refiner on that rank's device) and the
+evaluator gathers the results.
 """
 from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional
 
 from mmengine.hooks import Hook
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmseg.registry import HOOKS
 
 from ..inference.base import Refiner
@@ -57,6 +64,7 @@ class SegRefineHook(Hook):
         self.refiner: Optional[Refiner] = None
         self.refine_cfg: Dict[str, Any] = {}
         self._wrapped: Optional[RefinedSegmentor] = None
+        self._swapped: Optional[tuple] = None
 
     # ------------------------------------------------------------------ set-up
     def before_run(self, runner: Any) -> None:
@@ -91,18 +99,37 @@ class SegRefineHook(Hook):
 
     # ------------------------------------------------------------------ wrapping
     def _wrap(self, runner: Any, loop: Any) -> None:
-        if self.refiner is None or isinstance(runner.model, RefinedSegmentor):
+        model = runner.model
+        inner = model.module if is_model_wrapper(model) else model
+        if isinstance(inner, BaseTTAModel) and isinstance(inner.module, RefinedSegmentor):
+            self._refine_after_merging(runner, inner)
+            return
+        if self.refiner is None or isinstance(inner, RefinedSegmentor):
             return
         dataset = getattr(getattr(loop, 'dataloader', None), 'dataset', None)
         meta = getattr(dataset, 'metainfo', None)
         self._wrapped = self._make_wrapper(runner.model, meta)
         runner.model = self._wrapped
 
+    def _refine_after_merging(self, runner: Any, tta: BaseTTAModel) -> None:
+        """TTA(RefinedSegmentor(seg)) -> RefinedSegmentor(TTA(seg)) until :meth:`_unwrap`."""
+        refined: RefinedSegmentor = tta.module
+        self._swapped = (runner.model, tta, refined, refined.segmentor)
+        tta.module = refined.segmentor
+        refined.segmentor = runner.model
+        runner.model = refined
+
     def _unwrap(self, runner: Any) -> None:
         if self._wrapped is not None and self._wrapped.roi_options.gated:
             runner.logger.info(f'SegRefineHook: the do-no-harm gate kept '
                                f'{self._wrapped.rois_gated} of {self._wrapped.rois_refined} '
                                f'refined ROIs coarse')
+        if self._swapped is not None:
+            model, tta, refined, plain = self._swapped
+            refined.segmentor = plain
+            tta.module = refined
+            runner.model = model
+            self._swapped = None
         if self._wrapped is not None and runner.model is self._wrapped:
             runner.model = self._wrapped.segmentor
         self._wrapped = None

@@ -17,12 +17,22 @@ For ``test_evaluator`` / ``val_evaluator``::
   contour (:func:`segrefine_plugins.metrics.mask_boundary`, image border counted as contour,
   as in the published code); their intersections and unions are summed over the dataset like
   mIoU's, ground-truth void pixels excluded; mean over the classes with a non-empty union.
+
+It takes ``IoUMetric``'s arguments, so it replaces ``IoUMetric`` by its type alone (a child
+config's ``test_evaluator = dict(type='BoundaryMetric')`` merges over mmseg's
+``dict(type='IoUMetric', iou_metrics=['mIoU'])`` without ``_delete_=True``), and mmseg's
+``tools/test.py --out DIR`` (which sets ``output_dir`` and ``keep_results``) works: every
+prediction is written to ``DIR/<image name>.png`` as ``IoUMetric`` writes it; with
+``format_only=True`` nothing is scored (no ground truth needed) and no metrics are returned.
 """
 from __future__ import annotations
 
 import math
+import os
+import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence
 
+import cv2
 import numpy as np
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
@@ -31,6 +41,8 @@ from mmseg.registry import METRICS
 from ..metrics import boundary_width, mask_boundary, multiclass_boundary_accuracy
 
 METRIC_NAMES = ('mIoU', 'mBA', 'mBIoU')
+#: IoUMetric's ``iou_metrics`` choices; BoundaryMetric computes only mIoU of them
+IOU_METRIC_NAMES = ('mIoU', 'mDice', 'mFscore')
 
 
 def class_counts(gt: np.ndarray, pred: np.ndarray, num_classes: int, ignore_index: int
@@ -95,11 +107,31 @@ class BoundaryMetric(BaseMetric):
         dilation_ratio: Boundary IoU's boundary width relative to the image diagonal (0.02).
         metrics: which of ``'mIoU'``, ``'mBA'``, ``'mBIoU'`` to report.
         classwise: log a per-class IoU / Boundary IoU table.
+        output_dir: write every prediction as ``<output_dir>/<image name>.png`` (class ids,
+            8-bit, or 16-bit where an id exceeds 255; ``+ 1`` for ``reduce_zero_label``
+            datasets, as ``IoUMetric`` does). mmseg's ``tools/test.py --out DIR`` sets it.
+        format_only: only write the predictions (needs ``output_dir``); nothing is scored,
+            ground truth may be absent, no metrics are returned.
+        keep_results: accepted for ``tools/test.py --out`` (which sets it); the written
+            files are always kept.
+        iou_metrics, nan_to_num, beta: ``IoUMetric``'s arguments, accepted so that a config
+            inheriting ``dict(type='IoUMetric', iou_metrics=['mIoU'])`` can switch the type
+            alone. Only ``'mIoU'`` is computed (add an ``IoUMetric`` to a list of evaluators
+            for mDice / mFscore); ``nan_to_num`` replaces the per-class NaNs (classes absent
+            from ground truth and prediction) before the mIoU / mBIoU means, as in
+            ``IoUMetric``; ``beta`` only concerns mFscore.
         collect_device, prefix: see ``mmengine.evaluator.BaseMetric``.
+
+    Raises:
+        ValueError: unknown ``metrics`` / ``iou_metrics`` entries, a non-positive
+            ``dilation_ratio``, or ``format_only`` without ``output_dir``.
     """
 
     def __init__(self, ignore_index: int = 255, dilation_ratio: float = 0.02,
                  metrics: Sequence[str] = METRIC_NAMES, classwise: bool = True,
+                 output_dir: Optional[str] = None, format_only: bool = False,
+                 keep_results: bool = False, iou_metrics: Sequence[str] = ('mIoU',),
+                 nan_to_num: Optional[float] = None, beta: float = 1,
                  collect_device: str = 'cpu', prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if isinstance(metrics, str):
@@ -108,12 +140,33 @@ class BoundaryMetric(BaseMetric):
         if unknown or not metrics:
             raise ValueError(f'BoundaryMetric: metrics must be a non-empty subset of '
                              f'{METRIC_NAMES}, got {list(metrics)!r}')
+        if isinstance(iou_metrics, str):
+            iou_metrics = [iou_metrics]
+        if any(m not in IOU_METRIC_NAMES for m in iou_metrics):
+            raise ValueError(f'BoundaryMetric: iou_metrics entries must be among '
+                             f'{IOU_METRIC_NAMES}, got {list(iou_metrics)!r}')
+        if any(m != 'mIoU' for m in iou_metrics):
+            raise ValueError(f'BoundaryMetric computes mIoU, mBA and mBIoU, not '
+                             f'{[m for m in iou_metrics if m != "mIoU"]}: use a list of '
+                             f'evaluators, [dict(type=\'IoUMetric\', iou_metrics=[...]), '
+                             f'dict(type=\'BoundaryMetric\')]')
         if not (isinstance(dilation_ratio, (int, float)) and 0 < dilation_ratio):
             raise ValueError(f'BoundaryMetric: dilation_ratio must be > 0, got {dilation_ratio!r}')
+        if format_only and not output_dir:
+            raise ValueError('BoundaryMetric: format_only=True writes the predictions only and '
+                             'needs output_dir (the folder to write them to)')
         self.ignore_index = int(ignore_index)
         self.dilation_ratio = float(dilation_ratio)
         self.metrics = tuple(metrics)
         self.classwise = bool(classwise)
+        self.output_dir = None if output_dir is None else str(output_dir)
+        self.format_only = bool(format_only)
+        self.keep_results = bool(keep_results)
+        self.nan_to_num = nan_to_num
+        self.beta = beta
+        if self.output_dir:
+            # every rank may write before rank 0 gets here: each makes the folder
+            os.makedirs(self.output_dir, exist_ok=True)
 
     def _num_classes(self) -> int:
         meta = self.dataset_meta or {}
@@ -123,10 +176,15 @@ class BoundaryMetric(BaseMetric):
         return len(meta['classes'])
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
-        """Count one batch: per image IoU / Boundary IoU counts and mBA."""
-        num_classes = self._num_classes()
+        """Count one batch: per image IoU / Boundary IoU counts and mBA; write the
+        predictions when ``output_dir`` is set."""
+        num_classes = None if self.format_only else self._num_classes()
         for sample in data_samples:
             pred = sample['pred_sem_seg']['data'].squeeze().cpu().numpy()
+            if self.output_dir:
+                self._write(sample, pred)
+            if self.format_only:
+                continue
             gt = sample['gt_sem_seg']['data'].squeeze().cpu().numpy()
             if pred.shape != gt.shape:
                 raise ValueError(f'BoundaryMetric: prediction {pred.shape} and ground truth '
@@ -141,8 +199,28 @@ class BoundaryMetric(BaseMetric):
                 result['mba'] = multiclass_boundary_accuracy(gt, pred, self.ignore_index)
             self.results.append(result)
 
+    def _write(self, sample: dict, pred: np.ndarray) -> None:
+        """``pred`` as ``<output_dir>/<image name>.png`` (IoUMetric's naming and values)."""
+        img_path = sample.get('img_path')
+        if not img_path:
+            raise ValueError('BoundaryMetric: output_dir needs the image path of each sample '
+                             '(img_path) to name the written prediction')
+        labels = pred.astype(np.int64) + (1 if sample.get('reduce_zero_label', False) else 0)
+        if labels.min(initial=0) < 0 or labels.max(initial=0) > 65535:
+            raise ValueError(f'BoundaryMetric: class ids {labels.min()}..{labels.max()} of '
+                             f'{img_path} do not fit a PNG')
+        labels = labels.astype(np.uint8 if labels.max(initial=0) <= 255 else np.uint16)
+        path = osp.join(self.output_dir, osp.splitext(osp.basename(img_path))[0] + '.png')
+        if not cv2.imwrite(path, labels):
+            raise OSError(f'BoundaryMetric: could not write {path}')
+
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
-        """Dataset metrics in percent (two decimals), as mmseg reports them."""
+        """Dataset metrics in percent (two decimals), as mmseg reports them; none with
+        ``format_only``."""
+        if self.format_only:
+            print_log(f'BoundaryMetric: format_only: predictions written to {self.output_dir}, '
+                      f'nothing scored', logger='current')
+            return {}
         out: Dict[str, float] = {}
         table: Dict[str, np.ndarray] = {}
         for key, name in (('iou', 'mIoU'), ('biou', 'mBIoU')):
@@ -151,6 +229,8 @@ class BoundaryMetric(BaseMetric):
             inter = sum(r[key][0] for r in results)
             union = sum(r[key][1] for r in results)
             per_class = _ratio(inter, union)
+            if self.nan_to_num is not None:
+                per_class = np.nan_to_num(per_class, nan=self.nan_to_num)
             table[name[1:]] = per_class
             out[name] = round(100 * _nanmean(per_class), 2)
         if 'mBA' in self.metrics:

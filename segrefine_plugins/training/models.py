@@ -150,6 +150,10 @@ class CRMTrainModel(_TrainMixin, CRMNet, BaseModel):
                  data_preprocessor: Optional[Union[dict, torch.nn.Module]] = None) -> None:
         super().__init__(blocks=blocks, width=width, feat_channels=feat_channels, hidden=hidden)
         self._setup_mmengine(data_preprocessor, init_backbone)
+        # feats.layer4 is never run (kept for the published layout): frozen, so that DDP, which
+        # wants a gradient for every trainable parameter, needs no find_unused_parameters
+        # (Adam / SGD skipped these gradient-less parameters anyway: same numbers)
+        self.feats.layer4.requires_grad_(False)
 
     def logits(self, image: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) image, (N, 1, H, W) seg -> (N, 1, H, W) logits at the input size."""
