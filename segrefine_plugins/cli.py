@@ -22,7 +22,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from .io import Pairing, image_size, is_complete_png, pair_files, read_image, read_mask, \
+from .io import Pairing, image_size, is_complete_png, label_edges, pair_files, read_image, \
+    read_label_map, read_mask, \
     unwritable_reason, write_bytes_atomic, write_png_atomic
 from .masks import EVAL_FOREGROUND_ABOVE, REFINE_FOREGROUND_ABOVE, foreground
 from .metrics import MetricSummary, as_binary_mask, format_table
@@ -88,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--overlay', action='store_true',
                    help='also write NAME_overlay.png: coarse | refined contours side by side')
     r.add_argument('--overwrite', action='store_true', help='recompute existing outputs')
+    r.add_argument('--labels', action='store_true',
+                   help='the masks are label maps (8/16-bit PNGs of class ids): every class '
+                   'component is refined with the published multi-object protocol and the '
+                   'output is the refined label map (same dtype)')
+    r.add_argument('--roi', action='append', default=[], metavar='KEY=VALUE',
+                   help='a multi-object protocol option (RoiOptions: min_area, roi_padding, '
+                   'ignore_index, stuff_classes, max_upscale, roi_batch_size, gate_min_iou, '
+                   'gate_min_confidence, ...); the gate options also apply to single masks; '
+                   'repeatable')
     r.set_defaults(func=cmd_refine)
 
     e = sub.add_parser('eval', help='IoU / mBA / boundary IoU of predicted masks',
@@ -162,15 +172,53 @@ def _make_out_dir(out: Path) -> None:
             from None
 
 
+def _roi_options(items: Sequence[str]) -> Any:
+    """``--roi key=value`` items -> a validated RoiOptions (usage error otherwise)."""
+    from .multiobject import RoiOptions
+    try:
+        return RoiOptions.from_any(parse_key_values(items, '--roi'))
+    except (OptionError, TypeError, ValueError) as e:
+        raise UsageError(f'--roi: {e}') from None
+
+
+def _check_size(what: str, path: Path, shape: Tuple[int, ...], image_path: Path,
+                image: np.ndarray) -> None:
+    if tuple(shape[:2]) != image.shape[:2]:
+        raise ValueError(f'{what} {str(path)!r} is {shape[0]}x{shape[1]}, image '
+                         f'{str(image_path)!r} is {image.shape[0]}x{image.shape[1]}')
+
+
+def _refine_labels(refiner: Any, image_path: Path, mask_path: Path, outputs: Dict[str, Path],
+                   roi: Any, protect: List[Path]) -> int:
+    """Refine one label map; returns how many ROIs the gate kept coarse."""
+    from .multiobject import refine_label_map
+    from .overlay import make_overlay
+    image = read_image(image_path)
+    labels = read_label_map(mask_path)
+    _check_size('label map', mask_path, labels.shape, image_path, image)
+    res = refine_label_map(image, labels, refiner, roi)
+    if 'mask' in outputs:
+        write_png_atomic(outputs['mask'], res.labels, protect=protect)
+    if 'overlay' in outputs:
+        write_png_atomic(outputs['overlay'], make_overlay(image, label_edges(labels),
+                                                          label_edges(res.labels)),
+                         protect=protect)
+    return res.gated
+
+
 def _refine_one(refiner: Any, image_path: Path, mask_path: Path, outputs: Dict[str, Path],
-                binary: bool, protect: List[Path]) -> None:
+                binary: bool, protect: List[Path], roi: Any = None) -> int:
+    """Refine one binary mask; returns 1 when the do-no-harm gate kept the coarse mask."""
+    from .multiobject.refine import _gate
     from .overlay import make_overlay
     image = read_image(image_path)
     coarse = read_mask(mask_path)
-    if coarse.shape != image.shape[:2]:
-        raise ValueError(f'mask {str(mask_path)!r} is {coarse.shape[0]}x{coarse.shape[1]}, '
-                         f'image {str(image_path)!r} is {image.shape[0]}x{image.shape[1]}')
+    _check_size('mask', mask_path, coarse.shape, image_path, image)
     prob = refiner.refine(image, coarse)
+    gated = roi is not None and _gate(roi, prob, foreground(coarse, REFINE_FOREGROUND_ABOVE,
+                                                            'coarse mask'))
+    if gated:   # the gate keeps the coarse mask (0 / 255)
+        prob = foreground(coarse, REFINE_FOREGROUND_ABOVE, 'coarse mask').astype(np.float32)
     level = np.floor(np.clip(prob, 0.0, 1.0) * 255.0).astype(np.uint8)
     fg = level > FOREGROUND_ABOVE
     if 'mask' in outputs:
@@ -179,6 +227,7 @@ def _refine_one(refiner: Any, image_path: Path, mask_path: Path, outputs: Dict[s
     if 'overlay' in outputs:
         coarse_fg = foreground(coarse, REFINE_FOREGROUND_ABOVE, 'coarse mask')
         write_png_atomic(outputs['overlay'], make_overlay(image, coarse_fg, fg), protect=protect)
+    return int(gated)
 
 
 def _finished(output: Path, kind: str, mask_path: Path) -> bool:
@@ -232,6 +281,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_out_dir(out, pairing)
     cfg = refiner_config(args)
+    roi = _roi_options(args.roi)
     jobs, incomplete = _plan_jobs(pairing, out, args.overlay, args.overwrite)
     if incomplete:
         _err(f'{incomplete} existing output(s) in {str(out)!r} are empty, corrupt or of the '
@@ -240,7 +290,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
     if skipped:
         _err(f'{skipped} of {len(pairing.pairs)} pairs already have their outputs in {str(out)!r}: '
              f'skipped (--overwrite recomputes them)')
-    written = failed = 0
+    written = failed = gated = 0
     if jobs:  # the model is only loaded when there is work (a finished run resumes at once)
         try:
             refiner = build_refiner(cfg)
@@ -250,8 +300,13 @@ def cmd_refine(args: argparse.Namespace) -> int:
     for stem, image_path, mask_path, outputs in tqdm(jobs, desc='refine', unit='img', file=sys.stderr,
                                                      dynamic_ncols=True, disable=not jobs):
         try:
-            _refine_one(refiner, image_path, mask_path, outputs, args.binary,
-                        protect=[image_path, mask_path])
+            if args.labels:
+                gated += _refine_labels(refiner, image_path, mask_path, outputs, roi,
+                                        protect=[image_path, mask_path])
+            else:
+                gated += _refine_one(refiner, image_path, mask_path, outputs, args.binary,
+                                     protect=[image_path, mask_path],
+                                     roi=roi if roi.gated else None)
             written += 1
         except (ValueError, OSError) as e:  # unreadable input, failed checks, unwritable output
             _err(f'{stem}: skipped: {e}')
@@ -259,8 +314,10 @@ def cmd_refine(args: argparse.Namespace) -> int:
         except (RuntimeError, MemoryError) as e:  # out of memory (torch / numpy), ...
             _err(f'{stem}: failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}')
             failed += 1
+    gate = f', {gated} {"ROIs" if args.labels else "masks"} kept coarse by the gate' \
+        if roi.gated else ''
     print(f'segrefine refine: {written} refined, {skipped} skipped (outputs exist), '
-          f'{failed} failed, {unpaired} unpaired -> {out}')
+          f'{failed} failed, {unpaired} unpaired{gate} -> {out}')
     return EXIT_FAILED if failed or unpaired else EXIT_OK
 
 

@@ -202,8 +202,33 @@ def _same_file(a: PathLike, b: PathLike) -> bool:
         return False
 
 
+def read_label_map(path: PathLike) -> np.ndarray:
+    """Read a label map (an 8- or 16-bit single-channel PNG of class ids) as (H, W) uint8 /
+    uint16, values as stored. Colour files (including palette PNGs, which OpenCV expands to
+    colours) are refused: convert them to class ids first. Raises :class:`ImageReadError`
+    naming the file when it cannot be read."""
+    array = _decode(path)
+    if array.ndim != 2:
+        raise ImageReadError(f'{os.fspath(path)!r} is not a single-channel label map (shape '
+                             f'{array.shape}); write class ids as an 8- or 16-bit gray PNG')
+    if array.dtype not in (np.uint8, np.uint16):
+        raise ImageReadError(f'{os.fspath(path)!r} has dtype {array.dtype}; label maps are 8- '
+                             f'or 16-bit class ids')
+    return array
+
+
+def label_edges(labels: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels whose right or lower neighbour has another label (class
+    boundaries, for pictures)."""
+    edges = np.zeros(labels.shape, dtype=bool)
+    edges[:, :-1] |= labels[:, 1:] != labels[:, :-1]
+    edges[:-1] |= labels[1:] != labels[:-1]
+    return edges
+
+
 def write_png_atomic(path: PathLike, array: np.ndarray, protect: Iterable[PathLike] = ()) -> None:
-    """Write (H, W) uint8 gray or (H, W, 3) uint8 **RGB** as a PNG, atomically.
+    """Write (H, W) uint8 gray, (H, W) uint16 (label maps) or (H, W, 3) uint8 **RGB** as a
+    PNG, atomically.
 
     The PNG is written to a hidden temporary file in the same folder and moved over ``path``
     with ``os.replace``: readers see the old file or the complete new one, never a partial
@@ -216,9 +241,11 @@ def write_png_atomic(path: PathLike, array: np.ndarray, protect: Iterable[PathLi
             one of them.
     """
     path = os.fspath(path)
-    if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or not (
-            array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3))):
-        raise ValueError(f'write_png_atomic takes (H, W) or (H, W, 3) uint8, got '
+    if not isinstance(array, np.ndarray) or not (
+            (array.dtype == np.uint8 and (array.ndim == 2 or (
+                array.ndim == 3 and array.shape[2] in (1, 3))))
+            or (array.dtype == np.uint16 and array.ndim == 2)):
+        raise ValueError(f'write_png_atomic takes (H, W) or (H, W, 3) uint8 or (H, W) uint16, got '
                          f'{getattr(array, "dtype", type(array).__name__)} '
                          f'{getattr(array, "shape", "")}')
     if array.ndim == 3 and array.shape[2] == 3:

@@ -268,3 +268,68 @@ def test_module_entry_points_run():
     done = subprocess.run([sys.executable, '-m', 'segrefine_plugins.cli', 'eval'], cwd=repo,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and 'required' in done.stderr
+
+
+# --------------------------------------------------------------------------- label maps, ROI options
+def _label_pair(folder, data_root):
+    """A 2x2 mosaic of ECSSD objects (classes 1..4 on background 0) with a coarse label map
+    (each object's mask 4x down-up-sampled), as files."""
+    import cv2
+    from segrefine_plugins.io import read_image, read_mask, write_png_atomic
+    image = np.zeros((128, 128, 3), np.uint8)
+    coarse = np.zeros((128, 128), np.uint8)
+    for k, name in enumerate(('0001', '0002', '0003', '0004')):
+        y, x = (k // 2) * 64, (k % 2) * 64
+        img = cv2.resize(read_image(data_root / 'ecssd' / 'images' / f'{name}.jpg'), (64, 64))
+        m = cv2.resize((read_mask(data_root / 'ecssd' / 'masks' / f'{name}.png') > 127)
+                       .astype(np.uint8), (16, 16), interpolation=cv2.INTER_NEAREST)
+        m = cv2.resize(m, (64, 64), interpolation=cv2.INTER_NEAREST).astype(bool)
+        image[y:y + 64, x:x + 64] = img
+        coarse[y:y + 64, x:x + 64][m] = k + 1
+    (folder / 'img').mkdir()
+    (folder / 'lab').mkdir()
+    write_png_atomic(folder / 'img' / 'a.png', image)
+    write_png_atomic(folder / 'lab' / 'a.png', coarse)
+    return coarse
+
+
+def test_refine_label_maps_with_roi_options(tmp_path, data_root, capsys):
+    from segrefine_plugins.io import read_label_map
+    coarse = _label_pair(tmp_path, data_root)
+    base = ['refine', '--image', str(tmp_path / 'img'), '--mask', str(tmp_path / 'lab'),
+            '--labels', '--roi', 'min_area=30']
+    assert main(base + ['--out', str(tmp_path / 'o1'), '--overlay']) == 0
+    refined = read_label_map(tmp_path / 'o1' / 'a.png')
+    assert refined.shape == coarse.shape and refined.dtype == np.uint8
+    assert set(np.unique(refined)) <= set(np.unique(coarse))
+    assert not np.array_equal(refined, coarse)                   # the refiner changed it
+    assert (tmp_path / 'o1' / 'a_overlay.png').is_file()
+    # the gate at its strictest keeps every ROI coarse: the input comes back unchanged
+    assert main(base + ['--roi', 'gate_min_confidence=1.0', '--out', str(tmp_path / 'o2')]) == 0
+    assert np.array_equal(read_label_map(tmp_path / 'o2' / 'a.png'), coarse)
+    assert 'kept coarse by the gate' in capsys.readouterr().out
+
+
+def test_roi_option_errors_are_usage_errors(tmp_path, data_root, capsys):
+    _label_pair(tmp_path, data_root)
+    for bad in ('max_upscale=0.5', 'no_such=1', 'gate_min_iou=high', 'min_area'):
+        code = main(['refine', '--image', str(tmp_path / 'img'), '--mask', str(tmp_path / 'lab'),
+                     '--labels', '--roi', bad, '--out', str(tmp_path / 'o')])
+        assert code == 2, bad
+        assert '--roi' in capsys.readouterr().err
+    assert not (tmp_path / 'o').exists()
+
+
+def test_gate_on_single_masks(tmp_path, data_root, capsys):
+    from segrefine_plugins.io import read_mask, write_png_atomic, read_image
+    img = read_image(data_root / 'ecssd' / 'images' / '0005.jpg')
+    gt = read_mask(data_root / 'ecssd' / 'masks' / '0005.png')
+    (tmp_path / 'i').mkdir()
+    (tmp_path / 'm').mkdir()
+    write_png_atomic(tmp_path / 'i' / 'x.png', img)
+    write_png_atomic(tmp_path / 'm' / 'x.png', gt)
+    assert main(['refine', '--image', str(tmp_path / 'i'), '--mask', str(tmp_path / 'm'),
+                 '--out', str(tmp_path / 'o'), '--roi', 'gate_min_confidence=1.0']) == 0
+    out = read_mask(tmp_path / 'o' / 'x.png')
+    assert np.array_equal(out > 128, gt > 127)                   # the coarse mask, kept
+    assert '1 masks kept coarse by the gate' in capsys.readouterr().out
