@@ -79,12 +79,15 @@ def composite(data_root: Path, names=('0001', '0002', '0001', '0005'), tile: int
               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A 2x2 mosaic of ECSSD objects: image, truth (class k + 1 for tile k's object, 0 for
     the backgrounds) and a coarse map (each tile's truth 4x down-up-sampled, nearest). Tiles
-    0 and 2 hold the same object, so two ROIs have equal shapes (what batching groups)."""
-    image = np.zeros((2 * tile, 2 * tile, 3), np.uint8)
-    truth = np.zeros((2 * tile, 2 * tile), np.int64)
+    sit 8 px inside cells of ``tile + 16`` px, so no padded ROI is clipped by the image
+    border; tiles 0 and 2 hold the same object, so their ROIs have equal shapes (what
+    batching groups)."""
+    cell = tile + 16
+    image = np.zeros((2 * cell, 2 * cell, 3), np.uint8)
+    truth = np.zeros((2 * cell, 2 * cell), np.int64)
     coarse = np.zeros_like(truth)
     for k, name in enumerate(names):
-        y, x = (k // 2) * tile, (k % 2) * tile
+        y, x = (k // 2) * cell + 8, (k % 2) * cell + 8
         img, mask = _object(data_root, name, tile)
         image[y:y + tile, x:x + tile] = img
         truth[y:y + tile, x:x + tile][mask] = k + 1
