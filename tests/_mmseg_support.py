@@ -13,7 +13,9 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-mmseg = pytest.importorskip('mmseg', reason='MMSegmentation is not installed (make setup)')
+from conftest import require_module
+
+mmseg = require_module('mmseg')
 import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402

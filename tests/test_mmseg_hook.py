@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import missing
 from _mmseg_support import (REFINE_CFG, REPO, RecordPredictions, build_tiny_model,
                             cascadepsp_cfg, one_torch_thread, run_test, runner_cfg,
                             save_checkpoint, set_root, tiny_model_cfg)
@@ -23,7 +24,6 @@ from segrefine_plugins.io import read_image  # noqa: E402
 from segrefine_plugins.mmseg import RefinedSegmentor, build_mmseg_refiner  # noqa: E402
 from segrefine_plugins.mmseg.metric import class_counts  # noqa: E402
 from segrefine_plugins.multiobject import refine_label_map  # noqa: E402
-from segrefine_plugins.registry import REFINERS  # noqa: E402
 
 pytestmark = pytest.mark.mmseg
 
@@ -68,11 +68,6 @@ def test_no_refiner_leaves_the_test_loop_bit_identical(tmp_path, set_root, check
         assert 'coarse_sem_seg' not in b
 
 
-def _has_crm() -> bool:
-    from segrefine_plugins import inference  # noqa: F401  (registers the core refiners)
-    return 'CRM' in REFINERS.keys()
-
-
 def refined_run(tmp: Path, set_root: Path, checkpoint: Path, refiner: dict):
     """(config, metrics, recorder) of the test loop with ``refiner`` and the tiny options."""
     cfg = runner_cfg(tmp, set_root, checkpoint, refiner=refiner, refine_cfg=REFINE_CFG)
@@ -84,8 +79,7 @@ def cascadepsp_run(tmp_path_factory, set_root, checkpoint, cascadepsp_cfg):
     return refined_run(tmp_path_factory.mktemp('refined'), set_root, checkpoint, cascadepsp_cfg)
 
 
-@pytest.mark.parametrize('kind', ['cascadepsp', pytest.param('crm', marks=pytest.mark.skipif(
-    not _has_crm(), reason='the core CRM refiner is not available yet'))])
+@pytest.mark.parametrize('kind', ['cascadepsp', 'crm'])
 def test_refined_labels_reach_the_evaluator(kind, request, tmp_path, set_root, checkpoint,
                                             coarse_run):
     if kind == 'cascadepsp':
@@ -239,7 +233,7 @@ def test_mmseg_tools_test_reports_refined_metrics(tmp_path, checkpoint, cascadep
     import mmseg
     script = Path(mmseg.__file__).parent / '.mim' / 'tools' / 'test.py'
     if not script.is_file():
-        pytest.skip(f'mmseg was installed without its tools ({script})')
+        missing('mmseg', f'mmseg was installed without its tools ({script})')
     cfg, in_process, _ = cascadepsp_run
     cfg = copy.deepcopy(cfg)
     cfg.log_level = 'INFO'  # tools/test.py reports the metrics in the log
