@@ -54,7 +54,7 @@ setup(
         # mmcv 2.1.0 has no wheels for recent torch: tools/setup_env.sh builds it once
         # from source (C++20 flags for torch >= 2.14) and caches the wheel.
         'mmseg': ['mmengine==0.10.7', 'mmcv==2.1.0', 'mmsegmentation==1.2.2', 'ftfy', 'regex'],
-        # detectron2 has no PyPI wheels: use your own install (README) or tools/setup_env.sh.
+        # detectron2 has no PyPI wheels: use your own install (docs/detectron2.md) or tools/setup_env.sh.
         'detectron2': ['pycocotools', 'panopticapi-lite'],
         'dev': ['pytest', 'pytest-timeout'],
     },
