@@ -42,6 +42,7 @@ HINTS = {
     'mmseg': 'make setup (tools/env/20_mmseg.sh builds mmcv 2.1.0, installs mmsegmentation 1.2.2)',
     'detectron2': 'make setup (tools/env/30_detectron2.sh builds detectron2 0.5, panopticapi)',
     'torchvision': 'make setup-core (tools/env/10_core.sh installs torchvision)',
+    'onnxruntime': 'pip install onnxruntime (optional: the ONNX export checks)',
 }
 _GROUP = re.compile(r'^\[needs (\w+)\]')
 
