@@ -118,6 +118,7 @@ def test_installed_mmseg_config_loads(installed, tmp_path):
     assert out.split() == ['CRMRefiner', 'BoundaryMetric', '35']
 
 
+@pytest.mark.slow
 def test_installed_demo_writes_pictures(installed, tmp_path):
     env = {**os.environ, 'PYTHONPATH': str(installed), 'OMP_NUM_THREADS': '1'}
     run = subprocess.run([sys.executable, '-m', 'segrefine_plugins', 'demo', '--sample',

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 OPTIONAL = ('mmengine', 'mmseg', 'mmcv', 'detectron2', 'panopticapi')
 WITHOUT_FRAMEWORKS = f'''
@@ -29,6 +31,7 @@ def _pytest_without_frameworks(*args: str, require: bool = False) -> subprocess.
                            *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_whole_suite_collects_without_frameworks_and_names_what_to_install():
     run = _pytest_without_frameworks('--collect-only', '-q', 'tests')
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
