@@ -1,4 +1,7 @@
-"""tools/eval_detectron2.py on a tiny COCO-panoptic dataset generated from ECSSD."""
+"""tools/eval_detectron2.py (the command line) on a tiny COCO-panoptic dataset made from ECSSD.
+
+The package functions it calls are tested in test_detectron2_evaluation.py,
+test_detectron2_datasets.py and test_detectron2_distributed.py."""
 from __future__ import annotations
 
 import importlib.util
@@ -48,35 +51,6 @@ def _refiner_opts(weights):
             'MODEL.SEGREFINE.REFINER.L', '96', 'MODEL.SEGREFINE.REFINER.FAST', 'True']
 
 
-def test_generated_dataset(dataset):
-    pan = json.loads(Path(dataset['panoptic_json']).read_text())
-    inst = json.loads(Path(dataset['instances_json']).read_text())
-    assert len(pan['images']) == len(pan['annotations']) == 3
-    assert {c['id']: c['isthing'] for c in pan['categories']} == {1: 1, 2: 0}
-    assert len(inst['annotations']) == 3 and all(a['category_id'] == 1 for a in inst['annotations'])
-    for ann in pan['annotations']:
-        assert (Path(dataset['panoptic_root']) / ann['file_name']).is_file()
-        assert max(pan['images'][0]['height'], pan['images'][0]['width']) == 96
-
-
-def test_separated_metadata():
-    meta = tool.separated_metadata([{'id': 5, 'name': 'b', 'isthing': 0},
-                                    {'id': 9, 'name': 'x', 'isthing': 1},
-                                    {'id': 2, 'name': 'a', 'isthing': 1}])
-    assert meta['thing_dataset_id_to_contiguous_id'] == {2: 0, 9: 1}
-    assert meta['thing_classes'] == ['a', 'x']
-    assert meta['stuff_dataset_id_to_contiguous_id'] == {5: 1}
-    assert meta['stuff_classes'] == ['things', 'b']
-
-
-def test_format_table():
-    table = tool.format_table({'PQ': 40.0, 'AP': 30.0}, {'PQ': 41.5, 'AP': 29.0})
-    lines = table.splitlines()
-    assert lines[0].split() == ['metric', 'raw', 'refined', 'delta']
-    assert lines[2].split() == ['PQ', '40.00', '41.50', '+1.50']
-    assert lines[3].split() == ['AP', '30.00', '29.00', '-1.00']
-
-
 def test_ground_truth_as_prediction_scores_100(dataset, cascadepsp_weights, tmp_path, capsys):
     """The evaluation part alone: the ground truth fed as the output gives PQ 100 and AP 100
     (on a --max-images subset, which needs the filtered ground truth); the refined column is
@@ -124,12 +98,20 @@ def test_panoptic_fpn_end_to_end(dataset, cascadepsp_weights, tmp_path, capsys):
     assert 'metric' in capsys.readouterr().out
 
 
-def test_bad_dataset_arguments(tmp_path):
-    with pytest.raises(ValueError, match='does not exist'):
-        tool.register_coco_dataset('x', str(tmp_path), str(tmp_path / 'no.json'), str(tmp_path))
-    with pytest.raises(ValueError, match='panoptic-root'):
-        tool.register_coco_dataset('x', str(tmp_path), str(tmp_path / 'no.json'))
-    with pytest.raises(ValueError, match='module:function'):
-        tool.apply_config_extension(None, 'nonsense')
-    with pytest.raises(ValueError, match='cannot import'):
-        tool.apply_config_extension(None, 'no_such_module_xyz:add')
+def test_command_line_errors(dataset, monkeypatch):
+    with pytest.raises(SystemExit, match='--config-file is required'):
+        tool.main(['--image-root', dataset['image_root']])
+    with pytest.raises(SystemExit, match='--dataset NAME'):
+        tool.main(['--gt-as-prediction'])
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    with pytest.raises(SystemExit, match='torchrun'):
+        tool.main(['--gt-as-prediction', *_dataset_args(dataset), '--num-gpus', '2'])
+    args = tool.parse_args(['--num-gpus', '2', '--num-machines', '2', '--machine-rank', '1',
+                            '--dist-url', 'tcp://10.0.0.1:29500', 'MODEL.DEVICE', 'cpu'])
+    assert (args.num_gpus, args.num_machines, args.machine_rank, args.dist_url) == \
+        (2, 2, 1, 'tcp://10.0.0.1:29500')
+    assert args.opts == ['MODEL.DEVICE', 'cpu']
+    settings = tool.settings_from_args(tool.parse_args(
+        ['--refiner', 'r.py', '--tasks', 'segm,', 'A.B', '1']))
+    assert settings.opts == ['A.B', '1', 'MODEL.SEGREFINE.REFINER.CONFIG', 'r.py']
+    assert settings.tasks == ['segm']

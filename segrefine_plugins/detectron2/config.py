@@ -63,6 +63,18 @@ def add_segrefine_config(cfg: Any) -> None:
     _C.MIN_AREA = 0
     # Multiplier of stuff segments' probabilities in the fusion (published 0.51).
     _C.STUFF_SCALE = 0.51
+    # Size-aware ROI scale (changes numbers): CascadePSP enlarges an ROI to long side L by at
+    # most this factor; 0 = no cap (published: every ROI is worked at long side L). CRM
+    # ignores it. E.g. 2.0: a 100-px segment is worked at 200 px instead of 900.
+    _C.MAX_UPSCALE = 0.0
+    # ROIs run through the refiner per call (same-shape inputs batched; exact). Each batched
+    # ROI holds its activations at once (CascadePSP L=900: ~2.5 GB fp32 per ROI).
+    _C.ROI_BATCH_SIZE = 1
+    # Do-no-harm gate (opt-in; < 0 = off): a refined segment whose mask has an IoU below
+    # GATE_MIN_IOU with its coarse mask (inside the ROI), or whose changed pixels have a mean
+    # confidence |2p - 1| below GATE_MIN_CONFIDENCE, keeps its coarse mask.
+    _C.GATE_MIN_IOU = -1.0
+    _C.GATE_MIN_CONFIDENCE = -1.0
     # Which outputs to refine.
     _C.REFINE_PANOPTIC = True   # 'panoptic_seg': every segment, things and stuff, fused
     _C.REFINE_INSTANCES = True  # 'instances': every mask of pred_masks

@@ -14,13 +14,13 @@ convention; an empty mask gets (0, 0, 0, 0)).
 """
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
 from ..inference.base import Refiner
-from ..multiobject import refine_segments
+from ..multiobject import RoiOptions, refine_segments
 
 
 def masks_to_bool(pred_masks: Any, shape: Tuple[int, int],
@@ -65,8 +65,10 @@ def _restore_type(refined: torch.Tensor, like: Any) -> Any:
 
 
 def refine_instances(image: np.ndarray, instances: Any, refiner: Refiner, *,
-                     roi_padding: float = 0.25, min_area: int = 0, fuse: bool = False,
-                     recompute_boxes: bool = False, mask_threshold: float = 0.5) -> Any:
+                     options: Union[RoiOptions, Mapping[str, Any], None] = None, fuse: bool = False,
+                     recompute_boxes: bool = False, mask_threshold: float = 0.5,
+                     stats: Optional[Callable[[int, int], None]] = None,
+                     **option_overrides: Any) -> Any:
     """Refine the masks of a detectron2 ``Instances``.
 
     Args:
@@ -75,7 +77,10 @@ def refine_instances(image: np.ndarray, instances: Any, refiner: Refiner, *,
             ``pred_masks``, or with no instance (PanopticFCN then stores plain empty lists), it
             is returned as it is.
         refiner: a segrefine Refiner.
-        roi_padding, min_area: see :func:`~segrefine_plugins.multiobject.refine_segments`.
+        options: :class:`~segrefine_plugins.multiobject.RoiOptions` (or a dict of its fields;
+            ``**option_overrides`` replace them), see
+            :func:`~segrefine_plugins.multiobject.refine_segments`.
+        stats: called with (instances refined, instances the do-no-harm gate kept coarse).
         fuse: entities: fuse the masks into a non-overlapping set (modified argmax).
         recompute_boxes: replace ``pred_boxes`` by the refined masks' boxes.
         mask_threshold: binarises float (probability) masks.
@@ -98,8 +103,10 @@ def refine_instances(image: np.ndarray, instances: Any, refiner: Refiner, *,
                          f'image size {shape}')
     pred_masks = instances.pred_masks
     masks = masks_to_bool(pred_masks, shape, mask_threshold).cpu().numpy()
-    res = refine_segments(image, masks, refiner=refiner, min_area=min_area,
-                          roi_padding=roi_padding, fuse=fuse)
+    res = refine_segments(image, masks, refiner, RoiOptions.from_any(options, **option_overrides),
+                          fuse=fuse)
+    if stats is not None:  # (segments refined, segments the gate kept coarse)
+        stats(len({i for i, _ in res.rois}), len(res.gated))
     refined = torch.from_numpy(np.ascontiguousarray(res.masks))
     out = Instances(instances.image_size)
     for name, value in instances.get_fields().items():

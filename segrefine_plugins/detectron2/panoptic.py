@@ -16,13 +16,13 @@ void and a list of dicts with ``id`` / ``isthing`` / ``category_id``).
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from ..inference.base import Refiner
-from ..multiobject import refine_segments
+from ..multiobject import RoiOptions, refine_segments
 
 IdMap = Union[torch.Tensor, np.ndarray]
 
@@ -80,8 +80,9 @@ def check_panoptic(id_map: IdMap, segments_info: Any,
 
 
 def refine_panoptic(image: np.ndarray, id_map: IdMap, segments_info: Sequence[Dict[str, Any]],
-                    refiner: Refiner, *, roi_padding: float = 0.25, min_area: int = 0,
-                    stuff_scale: float = 0.51) -> Tuple[IdMap, List[Dict[str, Any]]]:
+                    refiner: Refiner, options: Union[RoiOptions, Mapping[str, Any], None] = None,
+                    stats: Optional[Callable[[int, int], None]] = None,
+                    **option_overrides: Any) -> Tuple[IdMap, List[Dict[str, Any]]]:
     """Refine every segment of a panoptic output and fuse them.
 
     Args:
@@ -90,9 +91,11 @@ def refine_panoptic(image: np.ndarray, id_map: IdMap, segments_info: Sequence[Di
         segments_info: detectron2's list of segment dicts (``id``, ``isthing``,
             ``category_id``, ...).
         refiner: a segrefine Refiner.
-        roi_padding, min_area, stuff_scale: see :func:`~segrefine_plugins.multiobject.
-            refine_segments` (segments of <= ``min_area`` pixels are not refined but may still
-            lose pixels to a refined neighbour).
+        options: :class:`~segrefine_plugins.multiobject.RoiOptions` (or a dict of its fields;
+            ``**option_overrides`` replace them): ``roi_padding``, ``min_area`` (segments of
+            <= ``min_area`` pixels are not refined but may still lose pixels to a refined
+            neighbour), ``stuff_scale``, ``max_upscale``, ``roi_batch_size``, the gate.
+        stats: called with (segments refined, segments the do-no-harm gate kept coarse).
 
     Returns:
         ``(id_map, segments_info)``: the id map in the input's type, dtype and device, and new
@@ -106,10 +109,12 @@ def refine_panoptic(image: np.ndarray, id_map: IdMap, segments_info: Sequence[Di
     ids = np.array([int(s['id']) for s in infos], dtype=np.int64)
     if ids.size:
         masks = arr[None] == ids[:, None, None]
-        res = refine_segments(image, masks, refiner=refiner, ids=ids.tolist(),
+        res = refine_segments(image, masks, refiner, RoiOptions.from_any(
+                                  options, **option_overrides), ids=ids.tolist(),
                               is_stuff=[not bool(s['isthing']) for s in infos],
-                              min_area=min_area, roi_padding=roi_padding,
-                              stuff_scale=stuff_scale, fuse=True, background_id=0, fallback=arr)
+                              fuse=True, background_id=0, fallback=arr)
+        if stats is not None:  # (segments refined, segments the gate kept coarse)
+            stats(len({i for i, _ in res.rois}), len(res.gated))
         refined = res.id_map
     else:
         refined = arr.copy()

@@ -27,7 +27,7 @@ detectron2's ``read_image``, EXIF orientation applied) when it exists and has th
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import cv2
 import numpy as np
@@ -38,8 +38,9 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 
 from ..inference.base import Refiner
-from ..multiobject import refine_label_map
+from ..multiobject import RoiOptions, refine_label_map
 from .config import IMAGE_SOURCES, build_refiner_from_cfg
+from .distributed import unwrap_parallel
 from .instances import refine_instances
 from .panoptic import refine_panoptic
 
@@ -125,8 +126,14 @@ def _read_file(file_name: Optional[str], size: tuple) -> Optional[np.ndarray]:
 def wrapper_options(cfg: Any) -> Dict[str, Any]:
     """``MODEL.SEGREFINE`` -> :class:`SegRefineWrapper`'s keyword arguments (not model / refiner)."""
     seg = cfg.MODEL.SEGREFINE
-    return dict(enabled=seg.ENABLED, roi_padding=seg.ROI_PADDING, min_area=seg.MIN_AREA,
-                stuff_scale=seg.STUFF_SCALE, refine_panoptic=seg.REFINE_PANOPTIC,
+    roi = RoiOptions(roi_padding=seg.ROI_PADDING, min_area=seg.MIN_AREA,
+                     stuff_scale=seg.STUFF_SCALE,
+                     max_upscale=seg.MAX_UPSCALE if seg.MAX_UPSCALE else None,
+                     roi_batch_size=seg.ROI_BATCH_SIZE,
+                     gate_min_iou=seg.GATE_MIN_IOU if seg.GATE_MIN_IOU >= 0 else None,
+                     gate_min_confidence=(seg.GATE_MIN_CONFIDENCE
+                                          if seg.GATE_MIN_CONFIDENCE >= 0 else None))
+    return dict(enabled=seg.ENABLED, roi_options=roi, refine_panoptic=seg.REFINE_PANOPTIC,
                 refine_instances=seg.REFINE_INSTANCES, refine_sem_seg=seg.REFINE_SEM_SEG,
                 instances_fuse=seg.INSTANCES_FUSE, recompute_boxes=seg.RECOMPUTE_BOXES,
                 mask_threshold=seg.MASK_THRESHOLD, image_source=seg.IMAGE_SOURCE,
@@ -147,7 +154,10 @@ class SegRefineWrapper(nn.Module):
         model: any detectron2 model (``list[dict] -> list[dict]``).
         refiner: a segrefine Refiner, or None (no refinement).
         enabled: False returns the model's outputs untouched.
-        roi_padding, min_area, stuff_scale: the multi-object protocol's options.
+        roi_options: the multi-object protocol's options
+            (:class:`~segrefine_plugins.multiobject.RoiOptions` or a dict of its fields;
+            ``min_area`` defaults to 0 here); ``**roi_kwargs`` replace single fields, e.g.
+            ``wrap_model(model, refiner, max_upscale=2.0, gate_min_iou=0.8)``.
         refine_panoptic, refine_instances, refine_sem_seg: which outputs to refine.
         instances_fuse: instances are entities (non-overlapping): fuse them.
         recompute_boxes: recompute ``pred_boxes`` from the refined masks.
@@ -158,16 +168,18 @@ class SegRefineWrapper(nn.Module):
 
     ``state_dict()`` / ``load_state_dict()`` use the inner model's keys, so checkpoints of the
     inner model load into the wrapper and the wrapper's checkpoints into the inner model.
-    Attributes the wrapper lacks are looked up on the inner model (``model.device`` ...).
+    Attributes the wrapper lacks are looked up on the inner model (``model.device`` ...), and
+    through it on the module of a ``DistributedDataParallel`` model.
     """
 
     @configurable
     def __init__(self, *, model: nn.Module, refiner: Optional[Refiner], enabled: bool = True,
-                 roi_padding: float = 0.25, min_area: int = 0, stuff_scale: float = 0.51,
+                 roi_options: Union[RoiOptions, Mapping[str, Any], None] = None,
                  refine_panoptic: bool = True, refine_instances: bool = True,
                  refine_sem_seg: bool = False, instances_fuse: bool = False,
                  recompute_boxes: bool = False, mask_threshold: float = 0.5,
-                 image_source: str = 'auto', input_format: Optional[str] = None) -> None:
+                 image_source: str = 'auto', input_format: Optional[str] = None,
+                 **roi_kwargs: Any) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
             raise ValueError(f'model must be an nn.Module, got {type(model).__name__}')
@@ -179,9 +191,11 @@ class SegRefineWrapper(nn.Module):
         self.model = model
         self.refiner = refiner
         self.enabled = bool(enabled)
-        self.roi_padding = float(roi_padding)
-        self.min_area = int(min_area)
-        self.stuff_scale = float(stuff_scale)
+        self.roi_options = RoiOptions.from_any(roi_options, **roi_kwargs)
+        #: segments / instances that had an ROI kept coarse by the do-no-harm gate, and all
+        #: refined ones, since construction
+        self.segments_gated = 0
+        self.segments_refined = 0
         self.refine_panoptic = bool(refine_panoptic)
         self.refine_instances = bool(refine_instances)
         self.refine_sem_seg = bool(refine_sem_seg)
@@ -189,7 +203,8 @@ class SegRefineWrapper(nn.Module):
         self.recompute_boxes = bool(recompute_boxes)
         self.mask_threshold = float(mask_threshold)
         self.image_source = image_source
-        self.input_format = input_format or getattr(model, 'input_format', None) or 'BGR'
+        self.input_format = (input_format or getattr(unwrap_parallel(model), 'input_format', None)
+                             or 'BGR')
         post = getattr(self, 'register_state_dict_post_hook', self._register_state_dict_hook)
         post(_strip_inner_prefix)
         self.register_load_state_dict_pre_hook(_add_inner_prefix)
@@ -212,7 +227,8 @@ class SegRefineWrapper(nn.Module):
         except AttributeError:
             if name == 'model':
                 raise
-            return getattr(super().__getattr__('model'), name)
+            model = super().__getattr__('model')
+            return getattr(model if hasattr(model, name) else unwrap_parallel(model), name)
 
     @property
     def active(self) -> bool:
@@ -249,17 +265,20 @@ class SegRefineWrapper(nn.Module):
         new = dict(out)
         if 'panoptic_seg' in todo:
             id_map, infos = out['panoptic_seg']
-            new['panoptic_seg'] = refine_panoptic(
-                image, id_map, infos, self.refiner, roi_padding=self.roi_padding,
-                min_area=self.min_area, stuff_scale=self.stuff_scale)
+            new['panoptic_seg'] = refine_panoptic(image, id_map, infos, self.refiner,
+                                                  self.roi_options, stats=self._count)
         if 'instances' in todo:
             new['instances'] = refine_instances(
-                image, out['instances'], self.refiner, roi_padding=self.roi_padding,
-                min_area=self.min_area, fuse=self.instances_fuse,
-                recompute_boxes=self.recompute_boxes, mask_threshold=self.mask_threshold)
+                image, out['instances'], self.refiner, self.roi_options,
+                fuse=self.instances_fuse, recompute_boxes=self.recompute_boxes,
+                mask_threshold=self.mask_threshold, stats=self._count)
         if 'sem_seg' in todo:
             new['sem_seg'] = self._refine_sem_seg(image, out['sem_seg'])
         return new
+
+    def _count(self, refined: int, gated: int) -> None:
+        self.segments_refined += refined
+        self.segments_gated += gated
 
     def _refine_sem_seg(self, image: np.ndarray, scores: torch.Tensor) -> torch.Tensor:
         """(C, H, W) scores -> one-hot (C, H, W) of the refined argmax (same dtype / device).
@@ -271,8 +290,9 @@ class SegRefineWrapper(nn.Module):
             raise ValueError(f'sem_seg must be a (C, H, W) tensor of the image size '
                              f'{image.shape[:2]}, got {getattr(scores, "shape", None)}')
         labels = scores.argmax(dim=0).cpu().numpy().astype(np.int64)
-        res = refine_label_map(image, labels, self.refiner, ignore_index=None,
-                               min_area=self.min_area, roi_padding=self.roi_padding)
+        res = refine_label_map(image, labels, self.refiner,
+                               self.roi_options.replace(ignore_index=None))
+        self._count(len(res.rois), res.gated)
         refined = torch.from_numpy(res.labels).to(scores.device)
         onehot = torch.zeros_like(scores)
         onehot.scatter_(0, refined[None], 1)
@@ -282,8 +302,8 @@ class SegRefineWrapper(nn.Module):
 def wrap_model(model: nn.Module, refiner: Optional[Refiner], **options: Any) -> SegRefineWrapper:
     """Wrap an already built detectron2 model (e.g. from a LazyConfig).
 
-    ``options`` are :class:`SegRefineWrapper`'s keyword arguments (``roi_padding``,
-    ``refine_instances``, ``instances_fuse``, ...). The wrapper keeps the model's train / eval
+    ``options`` are :class:`SegRefineWrapper`'s keyword arguments (``roi_options``, any
+    RoiOptions field, ``refine_instances``, ``instances_fuse``, ...). The wrapper keeps the model's train / eval
     mode.
     """
     wrapped = SegRefineWrapper(model=model, refiner=refiner, **options)

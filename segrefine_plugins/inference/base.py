@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from typing import Iterator, Optional, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -137,6 +137,53 @@ class Refiner(abc.ABC):
         prob = self._run(img.permute(2, 0, 1), torch.from_numpy(mask_u8).to(self.device))
         return prob.float().cpu().numpy()
 
+    def refine_batch(self, images: Sequence[np.ndarray],
+                     masks: Sequence[ArrayOrTensor]) -> List[np.ndarray]:
+        """Refine several objects in one call (same contract as :meth:`refine` for each).
+
+        Refiners that can batch run objects whose model inputs have the same shape together
+        (exact: equal to one :meth:`refine` per object up to float rounding); the others run
+        them one at a time. Memory: the batch's images and activations are held at once.
+
+        Args:
+            images: N (H_i, W_i, 3) uint8 arrays.
+            masks: N (H_i, W_i) masks (see :meth:`refine`).
+
+        Returns:
+            N (H_i, W_i) float32 probability maps in [0, 1].
+        """
+        if len(images) != len(masks):
+            raise ValueError(f'{len(images)} images but {len(masks)} masks')
+        prepared, outs = [], [None] * len(images)
+        for i, (image, mask) in enumerate(zip(images, masks)):
+            check_image(image, f'images[{i}]')
+            mask_u8 = torch.from_numpy(mask_to_uint8(mask, image.shape[:2], f'masks[{i}]'))
+            if not bool((mask_u8 > 127).any()):
+                outs[i] = np.zeros(mask_u8.shape, dtype=np.float32)
+                continue
+            img = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
+            prepared.append((i, img.permute(2, 0, 1), mask_u8.to(self.device)))
+        if prepared:
+            with torch.inference_mode():
+                probs = self._refine_many([self._prepare(img) for _, img, _ in prepared],
+                                          [m for _, _, m in prepared])
+                for (i, _, _), prob in zip(prepared, probs):
+                    outs[i] = prob.float().clamp_(0.0, 1.0).cpu().numpy()
+        return outs  # type: ignore[return-value]
+
+    @contextlib.contextmanager
+    def limit_upscale(self, factor: Optional[float]) -> Iterator[None]:
+        """Within the block, refiners that enlarge their input to a fixed working size
+        (CascadePSP's long side ``L``) enlarge it by at most ``factor`` (None: no limit, the
+        published behaviour). Refiners that work at the input's scale (CRM) ignore it."""
+        if factor is not None and not (isinstance(factor, (int, float)) and factor >= 1):
+            raise ValueError(f'the upscale limit must be a number >= 1 or None, got {factor!r}')
+        old, self.max_upscale = self.max_upscale, factor
+        try:
+            yield
+        finally:
+            self.max_upscale = old
+
     def refine_tensor(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Tensor variant of :meth:`refine`.
 
@@ -164,6 +211,15 @@ class Refiner(abc.ABC):
         return self._run(image.to(self.device), mask_u8.to(self.device)).float()
 
     # ------------------------------------------------------------------ internals
+    #: upsampling cap set by :meth:`limit_upscale` (None: the published behaviour)
+    max_upscale: Optional[float] = None
+
+    def _refine_many(self, images: List[torch.Tensor],
+                     masks: List[torch.Tensor]) -> List[torch.Tensor]:
+        """Batched :meth:`_refine` (prepared inputs, non-empty masks); default one by one.
+        Overrides must give the same numbers as :meth:`_refine` per object."""
+        return [self._refine(img, m) for img, m in zip(images, masks)]
+
     def normalize(self, image_chw_u8: torch.Tensor) -> torch.Tensor:
         """(3, H, W) uint8 -> (1, 3, H, W) float32, /255 then ImageNet mean / std (RGB)."""
         return normalize_uint8(image_chw_u8, self._mean, self._std, self.bgr)

@@ -29,6 +29,7 @@ and each batch is copied once into its padded input.
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -45,6 +46,8 @@ Checkpoint = Union[str, os.PathLike, Mapping[str, Any]]
 
 #: Crops whose binarised-mask foreground fraction is outside [LOW, HIGH] are skipped.
 SKIP_LOW, SKIP_HIGH = 0.1, 0.9
+#: Smallest working size (the crop grid step ``L // 2 - 32`` must be positive).
+MIN_L = 66
 
 
 def padded_size(height: int, width: int) -> Tuple[int, int]:
@@ -117,41 +120,88 @@ class CascadePSPRefiner(Refiner):
         self.last_stats: Dict[str, Any] = {}
 
     # ------------------------------------------------------------------ pipeline
-    def _refine(self, image: torch.Tensor, mask_u8: torch.Tensor) -> torch.Tensor:
-        """(1, 3, H, W) normalised image, (H, W) uint8 mask -> (H, W) probability."""
+    def work_size(self, long_side: int) -> int:
+        """Long side of the global step for an input of long side ``long_side``: ``L``, or,
+        under :meth:`~segrefine_plugins.inference.base.Refiner.limit_upscale` with factor
+        ``f``, ``max(min(L, ceil(f * long_side)), long_side, 66)`` (never more than ``L``)."""
+        factor = self.max_upscale
+        if factor is None or long_side >= self.L:
+            return self.L
+        return min(self.L, max(int(math.ceil(factor * long_side)), long_side, MIN_L))
+
+    def min_short_side(self, long_side: int) -> int:
+        """Smallest short side an input of long side ``long_side`` may have: resizing to long
+        side ``L`` must leave at least one pixel (the multi-object core grows thinner ROIs)."""
+        scale = self.work_size(long_side) / long_side
+        short = max(1, int(math.ceil(long_side / self.work_size(long_side))))
+        while int(short * scale) < 1:
+            short += 1
+        return short
+
+    def _global_inputs(self, image: torch.Tensor, mask_u8: torch.Tensor
+                       ) -> Tuple[torch.Tensor, torch.Tensor, int]:
+        """The global step's (1, 3, h, w) image and (1, 1, h, w) mask in -1..1, and its L."""
         h, w = mask_u8.shape
         seg = ((mask_u8 > 127).float() * 2 - 1).view(1, 1, h, w)
         long_side = max(h, w)
-        if long_side > self.L:
-            im_g = resize_long_side(image, self.L, 'area')
-            seg_g = resize_long_side(seg, self.L, 'area')
-        elif long_side < self.L:
-            im_g = resize_long_side(image, self.L, 'bicubic')
-            seg_g = resize_long_side(seg, self.L, 'bilinear')
-        else:
-            im_g, seg_g = image, seg
+        L = self.work_size(long_side)
+        if long_side > L:
+            return resize_long_side(image, L, 'area'), resize_long_side(seg, L, 'area'), L
+        if long_side < L:
+            return (resize_long_side(image, L, 'bicubic'), resize_long_side(seg, L, 'bilinear'),
+                    L)
+        return image, seg, L
+
+    def _refine(self, image: torch.Tensor, mask_u8: torch.Tensor) -> torch.Tensor:
+        """(1, 3, H, W) normalised image, (H, W) uint8 mask -> (H, W) probability."""
+        im_g, seg_g, L = self._global_inputs(image, mask_u8)
         self.last_stats = {'global_size': tuple(im_g.shape[-2:]), 'crops': 0, 'crops_kept': 0}
         out = self.forward_padded(im_g, seg_g)
-        pred_224, pred_56 = out['pred_224'].float(), out['pred_56_2'].float()
+        return self._after_global(image, out['pred_224'], out['pred_56_2'], L)
 
+    def _after_global(self, image: torch.Tensor, pred_224: torch.Tensor,
+                      pred_56: torch.Tensor, L: int) -> torch.Tensor:
+        """Fast-mode resize or local step from the global outputs (1, 1, h, w)."""
+        h, w = image.shape[-2:]
+        long_side = max(h, w)
+        pred_224, pred_56 = pred_224.float(), pred_56.float()
         if self.fast:
-            if long_side < self.L:
+            if long_side < L:
                 pred_224 = F.interpolate(pred_224, size=(h, w), mode='area')
-            elif long_side > self.L:
+            elif long_side > L:
                 pred_224 = F.interpolate(pred_224, size=(h, w), mode='bilinear',
                                          align_corners=True)
             return pred_224[0, 0]
-        return self._local_step(image, pred_224, pred_56)
+        return self._local_step(image, pred_224, pred_56, L)
+
+    def _refine_many(self, images: List[torch.Tensor], masks: List[torch.Tensor]
+                     ) -> List[torch.Tensor]:
+        """Batched :meth:`_refine`: global steps whose inputs have the same shape run as one
+        forward (exact: no extra padding), the local steps one object at a time."""
+        inputs = [self._global_inputs(img, m) for img, m in zip(images, masks)]
+        groups: Dict[Tuple[int, ...], List[int]] = {}
+        for i, (im_g, _, _) in enumerate(inputs):
+            groups.setdefault(tuple(im_g.shape), []).append(i)
+        outs: List[Any] = [None] * len(images)
+        for members in groups.values():
+            out = self.forward_padded(torch.cat([inputs[i][0] for i in members]),
+                                      torch.cat([inputs[i][1] for i in members]))
+            for j, i in enumerate(members):
+                outs[i] = (out['pred_224'][j:j + 1], out['pred_56_2'][j:j + 1])
+        self.last_stats = {'global_batches': len(groups), 'objects': len(images)}
+        return [self._after_global(images[i], outs[i][0], outs[i][1], inputs[i][2])
+                for i in range(len(images))]
 
     def _local_step(self, image: torch.Tensor, pred_224: torch.Tensor,
-                    pred_56: torch.Tensor) -> torch.Tensor:
-        """Refine ``L x L`` crops at full resolution, guided by the global probabilities
-        ``pred_224`` / ``pred_56`` (1, 1, h, w) at the global step's size."""
+                    pred_56: torch.Tensor, L: Optional[int] = None) -> torch.Tensor:
+        """Refine ``L x L`` crops (default ``self.L``) at full resolution, guided by the global
+        probabilities ``pred_224`` / ``pred_56`` (1, 1, h, w) at the global step's size."""
+        L = self.L if L is None else L
         h, w = image.shape[-2:]
         r1 = (F.interpolate(pred_224, size=(h, w), mode='bilinear', align_corners=False)
               > 0.5).float() * 2 - 1
         r4 = F.interpolate(pred_56, size=(h, w), mode='bilinear', align_corners=False) * 2 - 1
-        crops = crop_grid(h, w, self.L)
+        crops = crop_grid(h, w, L)
         kept = [c for c in crops if self._interesting(r1, c)]
         self.last_stats.update(crops=len(crops), crops_kept=len(kept))
         acc = TileAccumulator(h, w, device=self.device)

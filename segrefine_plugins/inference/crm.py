@@ -12,7 +12,7 @@ probability map (REFERENCE.md section 3) to float rounding:
    at full resolution replaces the mask for the next scale;
 3. the last scale's probability, cropped by 32 px, is the result.
 
-Exact speed-ups (same numbers up to float rounding; see :mod:`segrefine_plugins.models.crm`):
+Exact speed-ups (same numbers up to float rounding; see :mod:`segrefine_plugins.models.crm_decoder`):
 the split first MLP layer, index arithmetic instead of ``grid_sample``, query coordinates
 built per row / column instead of per pixel, and queries decoded ``chunk_size`` at a time.
 
@@ -308,7 +308,7 @@ class CRMRefiner(Refiner):
         Args:
             inputs: this scale's input (size (h, w)), read window by window: a
                 :class:`~segrefine_plugins.inference.crm_input.ScaledInput`, or a
-                :class:`~segrefine_plugins.models.crm.TensorWindows` over a (1, 3, h, w)
+                :class:`~segrefine_plugins.models.crm_windows.TensorWindows` over a (1, 3, h, w)
                 normalised image and a (1, 1, h, w) mask in [-1, 1].
             size: (H, W) of the full-resolution (padded) grid.
             roi: (H, W) bool; only these pixels are decoded (``out`` keeps the others).

@@ -18,7 +18,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..models.crm import InputWindows, Range, TensorWindows, lerp_select, \
+from ..models.crm_windows import InputWindows, Range, TensorWindows, lerp_select, \
     linear_resize_weights
 from .base import normalize_uint8
 

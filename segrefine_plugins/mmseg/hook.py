@@ -98,6 +98,10 @@ class SegRefineHook(Hook):
         runner.model = self._wrapped
 
     def _unwrap(self, runner: Any) -> None:
+        if self._wrapped is not None and self._wrapped.roi_options.gated:
+            runner.logger.info(f'SegRefineHook: the do-no-harm gate kept '
+                               f'{self._wrapped.rois_gated} of {self._wrapped.rois_refined} '
+                               f'refined ROIs coarse')
         if self._wrapped is not None and runner.model is self._wrapped:
             runner.model = self._wrapped.segmentor
         self._wrapped = None

@@ -30,8 +30,7 @@ from mmseg.registry import MODELS
 from torch import nn
 
 from ..inference.base import Refiner
-from ..multiobject import refine_label_map
-from ..multiobject.refine import STUFF_SCALE
+from ..multiobject import RoiOptions, refine_label_map
 from .images import CHANNEL_ORDERS, IMAGE_SOURCES, original_image
 from .refiners import build_mmseg_refiner
 
@@ -84,20 +83,6 @@ def _mmseg_default_scope() -> Any:
     return DefaultScope.overwrite_default_scope('mmseg')
 
 
-def _class_spec(values: Any, what: str) -> List[ClassSpec]:
-    if isinstance(values, (str, int, np.integer)) or not isinstance(values, (list, tuple)):
-        raise ValueError(f'{what} must be a list of class ids or names, got {values!r}')
-    return list(values)
-
-
-def _module_device(module: nn.Module) -> torch.device:
-    for tensor in module.parameters():
-        return tensor.device
-    for tensor in module.buffers():
-        return tensor.device
-    return torch.device('cpu')
-
-
 @MODELS.register_module()
 class RefinedSegmentor(BaseModel):
     """Wrap a segmentor so its ``pred_sem_seg`` come out refined.
@@ -108,12 +93,15 @@ class RefinedSegmentor(BaseModel):
             :class:`~segrefine_plugins.inference.base.Refiner`, or None (predictions pass
             through untouched, bit for bit). Without a ``device`` entry it runs on the
             segmentor's device (and follows it on ``.to()``).
-        ignore_index, min_area, kernel_size, roi_padding, stuff_scale: the multi-object
-            protocol's options (published: 255, 1024, 10, 0.25, 0.51); see
-            :func:`~segrefine_plugins.multiobject.refine_label_map`.
-        stuff_classes: classes whose refined probabilities are scaled by ``stuff_scale``;
-            class ids or names (names are resolved against ``dataset_meta['classes']``).
-        refine_classes: only these classes are refined (ids or names; None: all).
+        roi_options: the multi-object protocol's options, a
+            :class:`~segrefine_plugins.multiobject.options.RoiOptions` or a dict of its fields
+            (``roi_padding``, ``min_area``, ``ignore_index``, ``stuff_classes``,
+            ``stuff_scale``, ``refine_classes``, ``max_upscale``, ``roi_batch_size``,
+            ``gate_min_iou``, ...; the published protocol by default).
+            ``stuff_classes`` / ``refine_classes`` may be class names, resolved against
+            ``dataset_meta['classes']``.
+        **roi_kwargs: the same options as keyword arguments (they override ``roi_options``),
+            e.g. ``RefinedSegmentor(seg, refiner, min_area=512, stuff_classes=['wall'])``.
         image_source: where the original image comes from: ``'auto'``, ``'file'``,
             ``'inputs'`` (see :mod:`segrefine_plugins.mmseg.images`).
         inputs_channel_order: channel order of the packed input tensors (``'bgr'`` in mmcv
@@ -128,14 +116,12 @@ class RefinedSegmentor(BaseModel):
 
     def __init__(self, segmentor: Union[nn.Module, Mapping[str, Any]],
                  refiner: Optional[Union[Mapping[str, Any], Refiner]] = None, *,
-                 ignore_index: Optional[int] = 255, min_area: int = 1024,
-                 kernel_size: int = 10, roi_padding: float = 0.25,
-                 stuff_classes: Sequence[ClassSpec] = (), stuff_scale: float = STUFF_SCALE,
-                 refine_classes: Optional[Sequence[ClassSpec]] = None,
+                 roi_options: Union[RoiOptions, Mapping[str, Any], None] = None,
                  image_source: str = 'auto', inputs_channel_order: str = 'bgr',
                  keep_coarse: bool = True, keep_confidence: bool = False,
                  pretrained: Any = _KEEP, train_cfg: Any = _KEEP,
-                 init_cfg: Optional[dict] = None) -> None:
+                 init_cfg: Optional[dict] = None, **roi_kwargs: Any) -> None:
+        roi = RoiOptions.from_any(roi_options, **roi_kwargs)
         if isinstance(segmentor, Mapping):
             segmentor = dict(segmentor)
             for key, value in (('pretrained', pretrained), ('train_cfg', train_cfg)):
@@ -155,24 +141,24 @@ class RefinedSegmentor(BaseModel):
         super().__init__(data_preprocessor=getattr(segmentor, 'data_preprocessor', None),
                          init_cfg=init_cfg)
         self.segmentor = segmentor
-        self.options: Dict[str, Any] = dict(ignore_index=ignore_index, min_area=min_area,
-                                            kernel_size=kernel_size, roi_padding=roi_padding,
-                                            stuff_scale=stuff_scale)
+        #: the protocol's options, class names not yet resolved
+        self.roi_options = roi
         self.image_source = image_source
         self.inputs_channel_order = inputs_channel_order
         self.keep_coarse = bool(keep_coarse)
         self.keep_confidence = bool(keep_confidence)
-        self._stuff_spec = _class_spec(stuff_classes, 'stuff_classes')
-        self._classes_spec = None if refine_classes is None else _class_spec(refine_classes,
-                                                                             'refine_classes')
+        self._stuff_spec = list(roi.stuff_classes)
+        self._classes_spec = None if roi.refine_classes is None else list(roi.refine_classes)
         self._dataset_meta: Optional[dict] = None
+        #: ROIs refined / kept coarse by the do-no-harm gate since construction
+        self.rois_refined = 0
+        self.rois_gated = 0
         self._refiner_cfg = refiner
         self._follow_device = not isinstance(refiner, Refiner) and (
             refiner is None or 'device' not in refiner)
         self.refiner: Optional[Refiner] = None
         if refiner is not None:
             self.refiner = build_mmseg_refiner(refiner, _module_device(segmentor))
-            self._check_options()
         self._resolve(self.dataset_meta, strict=False)
         self._register_state_dict_hook(_strip_prefix)
         self._register_load_state_dict_pre_hook(_add_prefix)
@@ -199,11 +185,6 @@ class RefinedSegmentor(BaseModel):
             return
         self._stuff_ids = resolve_classes(self._stuff_spec, names, 'stuff_classes')
         self._class_ids = resolve_classes(self._classes_spec, names, 'refine_classes')
-
-    def _check_options(self) -> None:
-        """Validate the protocol's options now (the core checks them; nothing is refined)."""
-        refine_label_map(np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.int64),
-                         self.refiner, classes=(), **self.options)
 
     def _set_device(self, device: torch.device) -> None:
         super()._set_device(device)
@@ -264,9 +245,12 @@ class RefinedSegmentor(BaseModel):
         image = original_image(meta, inputs, self.image_source, self.inputs_channel_order)
         if self.refiner.bgr:
             image = np.ascontiguousarray(image[:, :, ::-1])
-        res = refine_label_map(image, labels2d, self.refiner, stuff_classes=self._stuff_ids,
-                               classes=self._class_ids, return_confidence=self.keep_confidence,
-                               **self.options)
+        options = self.roi_options.replace(stuff_classes=self._stuff_ids,
+                                           refine_classes=self._class_ids)
+        res = refine_label_map(image, labels2d, self.refiner, options,
+                               return_confidence=self.keep_confidence)
+        self.rois_gated += res.gated
+        self.rois_refined += len(res.rois)
         refined = torch.from_numpy(res.labels).to(device=coarse.device, dtype=coarse.dtype)
         if self.keep_coarse:
             sample.coarse_sem_seg = PixelData(data=coarse)

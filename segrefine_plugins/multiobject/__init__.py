@@ -12,9 +12,10 @@
 from .components import (Box, Roi, bounding_box, component_masks, disk_kernel, ensure_min_size,
                          label_map_rois, pad_box, segment_rois)
 from .fusion import ModifiedArgmax
+from .options import RoiOptions
 from .refine import (LabelMapResult, SegmentsResult, refine_label_map, refine_segments,
                      segments_to_id_map)
 
-__all__ = ['refine_label_map', 'refine_segments', 'LabelMapResult', 'SegmentsResult',
+__all__ = ['refine_label_map', 'refine_segments', 'RoiOptions', 'LabelMapResult', 'SegmentsResult',
            'ModifiedArgmax', 'Roi', 'Box', 'bounding_box', 'pad_box', 'disk_kernel',
            'component_masks', 'ensure_min_size', 'label_map_rois', 'segment_rois', 'segments_to_id_map']

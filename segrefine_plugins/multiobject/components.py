@@ -15,7 +15,7 @@ labelling order).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -213,24 +213,31 @@ def make_roi(box: Box, crop: np.ndarray, label: int, padding: float,
     return Roi(label=int(label), box=roi_box, mask=roi_mask, index=index)
 
 
-def ensure_min_size(roi: Roi, min_size: int, shape: Tuple[int, int]) -> Roi:
-    """Grow a ROI whose height or width is below ``min_size`` (for refiners with a minimum
-    input size, e.g. CRM's 32 px reflect padding), centred on the old box and shifted to stay
-    inside an image of ``shape``; a side of the image shorter than ``min_size`` is taken whole.
-    Returns ``roi`` itself when it is large enough.
+def ensure_min_size(roi: Roi, min_size: Union[int, Tuple[int, int]],
+                    shape: Tuple[int, int]) -> Roi:
+    """Grow a ROI whose height or width is below ``min_size`` (an int for both sides, or
+    ``(min_height, min_width)``; for refiners with a minimum input size, e.g. CRM's 32 px
+    reflect padding, or a minimum short side, e.g. CascadePSP's resize to long side ``L``),
+    centred on the old box and shifted to stay inside an image of ``shape``; a side of the
+    image shorter than the minimum is taken whole. Returns ``roi`` itself when it is large
+    enough.
     """
-    min_size = _check_int(min_size, 'min_roi_size', 1)
+    if isinstance(min_size, tuple):
+        min_h = _check_int(min_size[0], 'min_roi_size', 1)
+        min_w = _check_int(min_size[1], 'min_roi_size', 1)
+    else:
+        min_h = min_w = _check_int(min_size, 'min_roi_size', 1)
     y0, y1, x0, x1 = roi.box
 
-    def grow(lo: int, hi: int, size: int) -> Tuple[int, int]:
-        extra = min_size - (hi - lo)
+    def grow(lo: int, hi: int, size: int, want: int) -> Tuple[int, int]:
+        extra = want - (hi - lo)
         if extra <= 0:
             return lo, hi
-        lo = min(max(0, lo - extra // 2), max(0, size - min_size))
-        return lo, min(size, lo + min_size)
+        lo = min(max(0, lo - extra // 2), max(0, size - want))
+        return lo, min(size, lo + want)
 
-    ny0, ny1 = grow(y0, y1, shape[0])
-    nx0, nx1 = grow(x0, x1, shape[1])
+    ny0, ny1 = grow(y0, y1, shape[0], min_h)
+    nx0, nx1 = grow(x0, x1, shape[1], min_w)
     if (ny0, ny1, nx0, nx1) == roi.box:
         return roi
     mask = np.zeros((ny1 - ny0, nx1 - nx0), dtype=bool)

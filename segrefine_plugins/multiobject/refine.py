@@ -9,18 +9,19 @@ ever allocated unless asked for (``return_probs``).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..inference.base import Refiner, check_image
-from .components import (Box, Roi, check_binary_mask, check_label_map, check_roi_options,
-                         ensure_min_size, label_map_rois, segment_rois)
+from .components import (Box, Roi, check_binary_mask, check_label_map, ensure_min_size,
+                         label_map_rois, segment_rois)
 from .fusion import ModifiedArgmax
+from .options import STUFF_SCALE, RoiOptions
 
-#: The published multiplier of 'stuff' probabilities in the fusion.
-STUFF_SCALE = 0.51
+OptionsLike = Union[RoiOptions, Mapping[str, Any], None]
 
 
 @dataclass
@@ -32,11 +33,13 @@ class LabelMapResult:
         confidence: (H, W) float32 fused confidence (0.5 where no refined probability won;
             stuff probabilities are the scaled ones), or None unless requested.
         rois: ``(class_id, (y0, y1, x0, x1))`` of every refined ROI, in refinement order.
+        gated: how many ROIs the do-no-harm gate kept coarse (0 with the gate off).
     """
 
     labels: np.ndarray
     confidence: Optional[np.ndarray]
     rois: List[Tuple[int, Box]]
+    gated: int = 0
 
 
 @dataclass
@@ -50,6 +53,7 @@ class SegmentsResult:
         probs: (N, H, W) float32 refined probabilities, 0 outside a segment's ROIs
             (``return_probs=True`` only), else None.
         rois: ``(segment_index, (y0, y1, x0, x1))`` of every refined ROI, in order.
+        gated: indices of the segments the do-no-harm gate kept coarse (in some ROI).
         masks: (N, H, W) bool — the refined masks (``fuse=False``), or the segments of the
             fused id map (``fuse=True``, computed on first access).
     """
@@ -59,6 +63,7 @@ class SegmentsResult:
     confidence: Optional[np.ndarray]
     probs: Optional[np.ndarray]
     rois: List[Tuple[int, Box]]
+    gated: List[int] = field(default_factory=list)
     _masks: Optional[np.ndarray] = field(default=None, repr=False)
 
     @property
@@ -73,51 +78,104 @@ class SegmentsResult:
 def _check_refiner(refiner: Refiner) -> None:
     if not callable(getattr(refiner, 'refine', None)):
         raise ValueError(f'refiner must be a segrefine Refiner (with .refine(image, mask)), '
-                         f'got {type(refiner).__name__}')
+                        f'got {type(refiner).__name__}')
 
 
-def _check_scale(scale: float) -> float:
-    if not isinstance(scale, (int, float, np.integer, np.floating)) or isinstance(scale, bool) \
-            or not np.isfinite(scale) or scale <= 0:
-        raise ValueError(f'stuff_scale must be a finite number > 0, got {scale!r}')
-    return float(scale)
+def _min_roi_size(refiner: Refiner, options: RoiOptions) -> int:
+    """``options.min_roi_size``, else the refiner's ``min_input_size`` attribute, else 1."""
+    if options.min_roi_size is not None:
+        return options.min_roi_size
+    size = getattr(refiner, 'min_input_size', 1)
+    return size if isinstance(size, int) and size >= 1 else 1
 
 
-def _min_roi_size(refiner: Refiner, min_roi_size: Optional[int]) -> int:
-    """The explicit ``min_roi_size``, else the refiner's ``min_input_size`` attribute, else 1."""
-    if min_roi_size is None:
-        min_roi_size = getattr(refiner, 'min_input_size', 1)
-    if isinstance(min_roi_size, bool) or not isinstance(min_roi_size, (int, np.integer)) \
-            or min_roi_size < 1:
-        raise ValueError(f'min_roi_size must be an integer >= 1, got {min_roi_size!r}')
-    return int(min_roi_size)
+def _fit_roi(roi: Roi, refiner: Refiner, min_size: int, shape: Tuple[int, int]) -> Roi:
+    """Grow ``roi`` to the refiner's minimum size, then its short side to what the refiner
+    needs for that long side (``min_short_side``: e.g. CascadePSP resizes to long side ``L``,
+    so a 2 x 1900 px wire would shrink to 0 rows)."""
+    roi = ensure_min_size(roi, min_size, shape)
+    need = getattr(refiner, 'min_short_side', None)
+    if not callable(need):
+        return roi
+    h, w = roi.mask.shape
+    short = int(need(max(h, w)))
+    if min(h, w) >= short:
+        return roi
+    return ensure_min_size(roi, (short, 1) if h < w else (1, short), shape)
 
 
-def _refine_roi(refiner: Refiner, image: np.ndarray, roi: Roi) -> np.ndarray:
-    """Run the single-object refiner on one ROI; returns (h, w) float32 in [0, 1]."""
-    y0, y1, x0, x1 = roi.box
-    prob = refiner.refine(image[y0:y1, x0:x1], roi.mask)
-    if not isinstance(prob, np.ndarray) or prob.shape != roi.mask.shape:
-        raise ValueError(f'refiner returned {getattr(prob, "shape", type(prob).__name__)} for '
-                         f'an ROI of size {roi.mask.shape}')
-    return prob.astype(np.float32, copy=False)
+def _gate(options: RoiOptions, prob: np.ndarray, coarse: np.ndarray) -> bool:
+    """True when the do-no-harm gate keeps the coarse mask of this ROI (see RoiOptions)."""
+    if not options.gated:
+        return False
+    refined = prob > 0.5
+    changed = refined != coarse
+    if options.gate_min_iou is not None:
+        union = int(np.count_nonzero(refined | coarse))
+        iou = int(np.count_nonzero(refined & coarse)) / union if union else 1.0
+        if iou < options.gate_min_iou:
+            return True
+    if options.gate_min_confidence is not None and changed.any():
+        confidence = float(np.abs(2.0 * prob[changed] - 1.0).mean())
+        if confidence < options.gate_min_confidence:
+            return True
+    return False
 
 
-def refine_label_map(image: np.ndarray, labels: np.ndarray, refiner: Refiner, *,
-                     ignore_index: Optional[int] = 255, min_area: int = 1024,
-                     kernel_size: int = 10, roi_padding: float = 0.25,
-                     stuff_classes: Sequence[int] = (), stuff_scale: float = STUFF_SCALE,
-                     classes: Optional[Sequence[int]] = None,
-                     return_confidence: bool = False,
-                     min_roi_size: Optional[int] = None) -> LabelMapResult:
+class _RoiRunner:
+    """Runs ROIs through the refiner in batches of ``options.roi_batch_size`` (in order),
+    under the size rule, and applies the gate; ``run`` yields ``(roi, prob, gated)``."""
+
+    def __init__(self, image: np.ndarray, refiner: Refiner, options: RoiOptions) -> None:
+        self.image, self.refiner, self.options = image, refiner, options
+        self.batch = options.roi_batch_size if callable(getattr(refiner, 'refine_batch',
+                                                                None)) else 1
+        self.gated = 0
+
+    def _probs(self, rois: List[Roi]) -> List[np.ndarray]:
+        crops = [self.image[r.box[0]:r.box[1], r.box[2]:r.box[3]] for r in rois]
+        if self.batch > 1:
+            probs = self.refiner.refine_batch(crops, [r.mask for r in rois])
+        else:
+            probs = [self.refiner.refine(crop, roi.mask) for crop, roi in zip(crops, rois)]
+        for roi, prob in zip(rois, probs):
+            if not isinstance(prob, np.ndarray) or prob.shape != roi.mask.shape:
+                raise ValueError(f'refiner returned {getattr(prob, "shape", type(prob).__name__)}'
+                                 f' for an ROI of size {roi.mask.shape}')
+        return [p.astype(np.float32, copy=False) for p in probs]
+
+    def _flush(self, pending: List[Roi]) -> Iterator[Tuple[Roi, np.ndarray, bool]]:
+        for roi, prob in zip(pending, self._probs(pending)):
+            gated = _gate(self.options, prob, roi.mask)
+            self.gated += gated
+            yield roi, prob, gated
+
+    def run(self, rois: Iterable[Roi]) -> Iterator[Tuple[Roi, np.ndarray, bool]]:
+        limit = getattr(self.refiner, 'limit_upscale', None)
+        context = limit(self.options.max_upscale) if self.options.max_upscale is not None \
+            and callable(limit) else contextlib.nullcontext()
+        with context:
+            pending: List[Roi] = []
+            for roi in rois:
+                pending.append(roi)
+                if len(pending) >= self.batch:
+                    yield from self._flush(pending)
+                    pending = []
+            if pending:
+                yield from self._flush(pending)
+
+
+def refine_label_map(image: np.ndarray, labels: np.ndarray, refiner: Refiner,
+                     options: OptionsLike = None, *, classes: Optional[Sequence[int]] = None,
+                     return_confidence: bool = False, **option_overrides: Any) -> LabelMapResult:
     """Refine every object of a semantic label map (CascadePSP's scene-parsing protocol).
 
-    For every class present (ascending; not ``ignore_index``; only ``classes`` when given) that
-    covers more than ``min_area`` pixels: dilate its map with a disk kernel, split it into
-    8-connected components, erode each back, skip components of <= ``min_area`` pixels (eroded
-    area); the input mask is the component AND (labels == class), its ROI the mask's bounding
-    box grown by ``roi_padding`` (see :mod:`.components`). Each ROI is refined with
-    ``refiner.refine`` and fused at once with the modified argmax (:mod:`.fusion`): where the
+    For every class present (ascending; not ``ignore_index``; only ``refine_classes`` when
+    given) that covers more than ``min_area`` pixels: dilate its map with a disk kernel, split
+    it into 8-connected components, erode each back, skip components of <= ``min_area`` pixels
+    (eroded area); the input mask is the component AND (labels == class), its ROI the mask's
+    bounding box grown by ``roi_padding`` (see :mod:`.components`). Each ROI is refined with
+    the refiner and fused in order with the modified argmax (:mod:`.fusion`): where the
     probability (times ``stuff_scale`` for ``stuff_classes``) beats the running confidence
     (0.5 at first) the pixel takes the class. Pixels nothing beats keep their input label —
     including ``ignore_index`` pixels, which a refined neighbour may claim.
@@ -126,42 +184,54 @@ def refine_label_map(image: np.ndarray, labels: np.ndarray, refiner: Refiner, *,
         image: (H, W, 3) uint8 in the refiner's colour order (RGB unless it has ``bgr=True``).
         labels: (H, W) integer class ids, any integer dtype.
         refiner: any segrefine :class:`~segrefine_plugins.inference.base.Refiner`.
-        ignore_index: class never refined (None: none).
-        min_area: published 1024; a class or component of <= min_area pixels is skipped.
-        kernel_size: disk kernel size (published 10; even sizes are slightly asymmetric, see
-            :func:`~segrefine_plugins.multiobject.components.disk_kernel`).
-        roi_padding: ROI growth (published 0.25 = 12.5 % of the box size on every side).
-        stuff_classes: class ids whose probabilities are multiplied by ``stuff_scale``.
-        stuff_scale: published 0.51, > 0.
-        classes: restrict refinement to these class ids (None: all).
+        options: a :class:`~segrefine_plugins.multiobject.options.RoiOptions`, a dict of its
+            fields, or None (the published protocol; ``min_area`` defaults to 1024 here).
+            ``stuff_classes`` / ``refine_classes`` must be ids here (names are resolved by the
+            mmseg adapter).
+        classes: shorthand for ``refine_classes``.
         return_confidence: also return the fused confidence map.
-        min_roi_size: ROIs with a side shorter than this are grown to it (centred, inside the
-            image) before refining; None: the refiner's ``min_input_size`` attribute if it
-            has one, else 1 (no change, the published protocol).
+        **option_overrides: RoiOptions fields that replace those of ``options``.
 
     Returns:
         :class:`LabelMapResult`; with nothing to refine, ``labels`` is an unchanged copy.
 
     Raises:
-        ValueError: on a bad image, label map, refiner or option.
+        ValueError / TypeError: on a bad image, label map, refiner or option.
     """
     check_image(image)
     check_label_map(labels, image.shape[:2])
     _check_refiner(refiner)
-    stuff_scale = _check_scale(stuff_scale)
-    stuff = {int(c) for c in stuff_classes}
-    min_size = _min_roi_size(refiner, min_roi_size)
-    rois_iter = label_map_rois(labels, ignore_index=ignore_index, min_area=min_area,
-                               kernel_size=kernel_size, roi_padding=roi_padding, classes=classes)
+    if classes is not None:
+        option_overrides['refine_classes'] = classes
+    opts = RoiOptions.from_any(options, **option_overrides)
+    stuff = _class_ids(opts.stuff_classes, 'stuff_classes')
+    wanted = None if opts.refine_classes is None else _class_ids(opts.refine_classes,
+                                                                  'refine_classes')
+    min_size = _min_roi_size(refiner, opts)
+    rois_iter = label_map_rois(labels, ignore_index=opts.ignore_index,
+                               min_area=opts.min_area_for(label_map=True),
+                               kernel_size=opts.kernel_size, roi_padding=opts.roi_padding,
+                               classes=wanted)
     fusion = ModifiedArgmax(labels)
     rois: List[Tuple[int, Box]] = []
-    for roi in rois_iter:
-        roi = ensure_min_size(roi, min_size, labels.shape)
-        prob = _refine_roi(refiner, image, roi)
-        fusion.add(prob, roi.box, roi.label, stuff_scale if roi.label in stuff else 1.0)
+    runner = _RoiRunner(image, refiner, opts)
+    fitted = (_fit_roi(roi, refiner, min_size, labels.shape) for roi in rois_iter)
+    for roi, prob, gated in runner.run(fitted):
+        if not gated:
+            fusion.add(prob, roi.box, roi.label,
+                       opts.stuff_scale if roi.label in stuff else 1.0)
         rois.append((roi.label, roi.box))
     refined, confidence = fusion.result()
-    return LabelMapResult(refined, confidence if return_confidence else None, rois)
+    return LabelMapResult(refined, confidence if return_confidence else None, rois,
+                          gated=runner.gated)
+
+
+def _class_ids(values: Sequence[Any], name: str) -> List[int]:
+    names = [v for v in values if isinstance(v, str)]
+    if names:
+        raise ValueError(f'{name} holds class names {names}: the core takes class ids (the '
+                         f'mmseg adapter resolves names against dataset_meta["classes"])')
+    return [int(v) for v in values]
 
 
 def _segment_ids(ids: Optional[Sequence[int]], count: int, background_id: int) -> List[int]:
@@ -191,14 +261,12 @@ def segments_to_id_map(masks: np.ndarray, ids: Sequence[int], background_id: int
     return id_map
 
 
-def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner, *,
-                    ids: Optional[Sequence[int]] = None,
-                    is_stuff: Optional[Sequence[bool]] = None, min_area: int = 0,
-                    roi_padding: float = 0.25, stuff_scale: float = STUFF_SCALE,
-                    fuse: bool = True, background_id: int = 0,
-                    fallback: Optional[np.ndarray] = None, split_components: bool = False,
-                    kernel_size: int = 10, return_probs: bool = False,
-                    min_roi_size: Optional[int] = None) -> SegmentsResult:
+def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner,
+                    options: OptionsLike = None, *, ids: Optional[Sequence[int]] = None,
+                    is_stuff: Optional[Sequence[bool]] = None, fuse: bool = True,
+                    background_id: int = 0, fallback: Optional[np.ndarray] = None,
+                    split_components: bool = False, return_probs: bool = False,
+                    **option_overrides: Any) -> SegmentsResult:
     """Refine a list of segment masks (panoptic segments, entities, instances).
 
     Each segment is refined in its bounding box grown by ``roi_padding`` (or, with
@@ -215,37 +283,39 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner, *,
       highest probability where its ROIs overlap), outside them (and for skipped segments) the
       input mask. ``stuff_scale`` plays no part.
 
+    ROIs the do-no-harm gate rejects are not used: with ``fuse=True`` they are not pasted,
+    with ``fuse=False`` the segment keeps its input mask there; ``result.gated`` lists the
+    indices of the segments that had an ROI gated.
+
     Args:
         image: (H, W, 3) uint8 in the refiner's colour order.
         masks: (N, H, W) bool segment masks (N may be 0).
         refiner: any segrefine Refiner.
+        options: :class:`~segrefine_plugins.multiobject.options.RoiOptions`, a dict of its
+            fields, or None (``min_area`` defaults to 0 here; ``stuff_classes``,
+            ``ignore_index`` and ``refine_classes`` play no part: see ``is_stuff``).
         ids: N distinct segment ids (default 1..N), none equal to ``background_id``.
         is_stuff: N flags marking stuff segments (default all False).
-        min_area: skip segments (components) of <= this many pixels; empty ones always.
-        roi_padding: ROI growth (published 0.25).
-        stuff_scale: multiplier of stuff probabilities in the fusion (published 0.51).
         fuse: fuse into one non-overlapping id map, or refine every mask separately.
         background_id: id of pixels no segment covers in the default ``fallback``.
         fallback: (H, W) integer id map kept where nothing exceeds 0.5 (``fuse=True``);
             default: the input masks' id map (earlier masks win overlaps).
         split_components: split each segment into the published components first.
-        kernel_size: disk kernel size for ``split_components``.
         return_probs: also return (N, H, W) float32 probabilities (memory: 4 N H W bytes).
-        min_roi_size: grow smaller ROIs to this size (see :func:`refine_label_map`).
+        **option_overrides: RoiOptions fields that replace those of ``options``.
 
     Returns:
         :class:`SegmentsResult`.
 
     Raises:
-        ValueError: on bad image, masks, ids, fallback, refiner or options.
+        ValueError / TypeError: on bad image, masks, ids, fallback, refiner or options.
     """
     check_image(image)
     shape = image.shape[:2]
     check_binary_mask(masks, 'masks', ndim=3, shape=shape)
     _check_refiner(refiner)
-    stuff_scale = _check_scale(stuff_scale)
-    min_area, kernel_size, roi_padding = check_roi_options(min_area, kernel_size, roi_padding)
-    min_size = _min_roi_size(refiner, min_roi_size)
+    opts = RoiOptions.from_any(options, **option_overrides)
+    min_size = _min_roi_size(refiner, opts)
     count = masks.shape[0]
     background_id = int(background_id)
     seg_ids = _segment_ids(ids, count, background_id)
@@ -263,34 +333,47 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner, *,
     probs = np.zeros(masks.shape, dtype=np.float32) if return_probs else None
     # per-segment best probability over its ROIs, only where a per-segment output is asked
     keep = refined_masks is not None or probs is not None
-    rois: List[Tuple[int, Box]] = []
+    seg_rois: Dict[int, List[Roi]] = {}
     for i in range(count):
-        seg_rois = [ensure_min_size(roi, min_size, shape) for roi in segment_rois(
-            masks[i], seg_ids[i], i, min_area=min_area, roi_padding=roi_padding,
-            split_components=split_components, kernel_size=kernel_size)]
-        if not seg_rois:
-            continue
-        scale = stuff_scale if stuff_flags[i] else 1.0
-        uy0, uy1, ux0, ux1 = _union_box([roi.box for roi in seg_rois])
-        best = np.full((uy1 - uy0, ux1 - ux0) if keep else (0, 0), -1.0, dtype=np.float32)
-        for roi in seg_rois:
-            prob = _refine_roi(refiner, image, roi)
-            if fusion is not None:
-                fusion.add(prob, roi.box, seg_ids[i], scale)
-            if keep:
-                y0, y1, x0, x1 = roi.box
-                view = best[y0 - uy0:y1 - uy0, x0 - ux0:x1 - ux0]
-                np.maximum(view, prob, out=view)
-            rois.append((i, roi.box))
-        if refined_masks is not None:
-            covered = best >= 0
-            refined_masks[i, uy0:uy1, ux0:ux1][covered] = best[covered] > 0.5
-        if probs is not None:
-            probs[i, uy0:uy1, ux0:ux1] = np.maximum(best, 0.0)
+        seg_rois[i] = [_fit_roi(roi, refiner, min_size, shape) for roi in segment_rois(
+            masks[i], seg_ids[i], i, min_area=opts.min_area_for(label_map=False),
+            roi_padding=opts.roi_padding, split_components=split_components,
+            kernel_size=opts.kernel_size)]
+    left = {i: len(r) for i, r in seg_rois.items() if r}
+    best: Dict[int, Tuple[Box, np.ndarray]] = {}
+    rois: List[Tuple[int, Box]] = []
+    gated_segments: List[int] = []
+    runner = _RoiRunner(image, refiner, opts)
+    ordered = (roi for i in range(count) for roi in seg_rois[i])
+    for roi, prob, gated in runner.run(ordered):
+        i = roi.index
+        rois.append((i, roi.box))
+        if gated and (not gated_segments or gated_segments[-1] != i):
+            gated_segments.append(i)
+        if fusion is not None and not gated:
+            fusion.add(prob, roi.box, seg_ids[i], opts.stuff_scale if stuff_flags[i] else 1.0)
+        if keep:
+            if i not in best:
+                union = _union_box([r.box for r in seg_rois[i]])
+                best[i] = (union, np.full((union[1] - union[0], union[3] - union[2]), -1.0,
+                                          dtype=np.float32))
+            (uy0, _, ux0, _), acc = best[i]
+            y0, y1, x0, x1 = roi.box
+            view = acc[y0 - uy0:y1 - uy0, x0 - ux0:x1 - ux0]
+            np.maximum(view, prob if not gated else roi.mask.astype(np.float32), out=view)
+        left[i] -= 1
+        if left[i] == 0 and keep:
+            (uy0, uy1, ux0, ux1), acc = best.pop(i)
+            if refined_masks is not None:
+                covered = acc >= 0
+                refined_masks[i, uy0:uy1, ux0:ux1][covered] = acc[covered] > 0.5
+            if probs is not None:
+                probs[i, uy0:uy1, ux0:ux1] = np.maximum(acc, 0.0)
     if fusion is not None:
         id_map, confidence = fusion.result()
-        return SegmentsResult(seg_ids, id_map, confidence, probs, rois)
-    return SegmentsResult(seg_ids, None, None, probs, rois, _masks=refined_masks)
+        return SegmentsResult(seg_ids, id_map, confidence, probs, rois, gated=gated_segments)
+    return SegmentsResult(seg_ids, None, None, probs, rois, gated=gated_segments,
+                          _masks=refined_masks)
 
 
 def _union_box(boxes: Sequence[Box]) -> Box:

@@ -1,0 +1,223 @@
+"""One typed, validated options object for the multi-object ROI protocol.
+
+:class:`RoiOptions` holds every knob of the protocol (how objects become ROIs, how the ROIs
+are run through the refiner, how the results are fused and gated). The core
+(:func:`~segrefine_plugins.multiobject.refine_label_map`,
+:func:`~segrefine_plugins.multiobject.refine_segments`), the mmseg ``RefinedSegmentor``, the
+Detectron2 ``SegRefineWrapper`` and the ``segrefine`` command line all take this one object
+(or a dict of its fields) and validate it here, once::
+
+    from segrefine_plugins.multiobject import RoiOptions
+    opts = RoiOptions(max_upscale=2.0, roi_batch_size=4, gate_min_iou=0.8)
+    opts = RoiOptions.from_any(dict(min_area=512))        # dicts, None and RoiOptions accepted
+    opts.replace(stuff_scale=0.6)                           # a validated copy
+
+The defaults are the published protocol (REFERENCE.md section 4); every field that changes
+numbers is off by default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Tuple, Union
+
+import numpy as np
+
+#: Published ``min_area`` of label maps (classes and components of <= 1024 px are skipped).
+LABEL_MAP_MIN_AREA = 1024
+#: Published multiplier of 'stuff' probabilities in the fusion.
+STUFF_SCALE = 0.51
+#: Largest ``roi_batch_size`` accepted (each batched ROI costs its activations).
+MAX_ROI_BATCH = 256
+
+ClassSpec = Union[int, str]
+
+
+class RoiOptionTypeError(TypeError, ValueError):
+    """An option of the wrong type (a ``TypeError`` that is also a ``ValueError``, so callers
+    that catch either see it)."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) \
+        and not isinstance(value, (bool, np.bool_))
+
+
+def _int(value: Any, name: str, minimum: int, optional: bool = False) -> Optional[int]:
+    if value is None and optional:
+        return None
+    if not _is_int(value):
+        raise RoiOptionTypeError(f'RoiOptions.{name} must be an integer{" or None" if optional else ""}, '
+                        f'got {value!r} ({type(value).__name__})')
+    if value < minimum:
+        raise ValueError(f'RoiOptions.{name} must be >= {minimum}, got {value}')
+    return int(value)
+
+
+def _float(value: Any, name: str, lo: float, hi: float = math.inf, optional: bool = False,
+           lo_open: bool = False) -> Optional[float]:
+    if value is None and optional:
+        return None
+    if not _is_number(value):
+        raise RoiOptionTypeError(f'RoiOptions.{name} must be a number{" or None" if optional else ""}, '
+                        f'got {value!r} ({type(value).__name__})')
+    value = float(value)
+    if not math.isfinite(value) or value < lo or (lo_open and value == lo) or value > hi:
+        span = f'{"(" if lo_open else "["}{lo}, {hi}]'
+        raise ValueError(f'RoiOptions.{name} must be finite and in {span}, got {value}')
+    return value
+
+
+def _classes(value: Any, name: str, optional: bool) -> Optional[Tuple[ClassSpec, ...]]:
+    if value is None and optional:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, '__iter__'):
+        raise RoiOptionTypeError(f'RoiOptions.{name} must be a list of class ids or names, got {value!r}')
+    out = []
+    for item in value:
+        if _is_int(item):
+            out.append(int(item))
+        elif isinstance(item, str) and item:
+            out.append(item)
+        else:
+            raise RoiOptionTypeError(f'RoiOptions.{name} entries must be class ids (int) or names '
+                            f'(str), got {item!r}')
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class RoiOptions:
+    """The ROI protocol's options (all validated on construction).
+
+    ROIs:
+        roi_padding: a ROI is its object's bounding box grown by this fraction (published
+            0.25: ``0.25 * h / 2`` rows above and below, likewise columns), >= 0.
+        min_area: objects (classes, components, segments) of <= this many pixels are not
+            refined; None: the path's published default (1024 for label maps, 0 for segments).
+        kernel_size: disk kernel that joins a class's pieces into components (published 10).
+        min_roi_size: ROIs with a side shorter than this are grown to it (centred, inside the
+            image); None: the refiner's ``min_input_size`` (CRM 33), else 1. A side of the
+            image shorter than that is taken whole; an ROI the refiner still cannot take
+            (e.g. an image side below CRM's minimum) is passed through unrefined.
+        ignore_index: label-map class never refined (None: none).
+
+    Fusion (the published modified argmax):
+        stuff_classes: label-map classes (ids, or names that the mmseg adapter resolves
+            against ``dataset_meta['classes']``) whose probabilities are scaled by
+            ``stuff_scale``.
+        stuff_scale: that multiplier (published 0.51), > 0.
+        refine_classes: only these label-map classes are refined (None: all).
+
+    Speed (opt-in):
+        max_upscale: size-aware ROI scale. None (published): CascadePSP upsamples every ROI
+            to its long side ``L`` (900), so a 100-px object is enlarged 9x. A number ``f``
+            caps that factor: an ROI of long side ``n < L`` is worked at long side
+            ``max(min(L, ceil(f * n)), 66)`` (never below the input itself; no effect on
+            ROIs of long side >= ``L``). Work per ROI falls with the square of the factor.
+            CRM works at its input's own scale and ignores it. Changes numbers.
+        roi_batch_size: ROIs run through the refiner per call, >= 1 (1: one at a time,
+            published). Exact: ROIs whose model inputs have the same shape are batched, the
+            others run alone, outputs equal the one-at-a-time outputs (up to float rounding).
+            Memory: each ROI of a batch holds its activations at once (CascadePSP at
+            L=900: about 2.5 GB per ROI in fp32); speed pays on GPUs, hardly on CPUs.
+
+    Do-no-harm gate (opt-in; both None: off, the published protocol):
+        gate_min_iou: a refined object whose mask (probability > 0.5) has an IoU below this
+            with its coarse mask inside the ROI is *not* pasted: its coarse labels stay
+            (neighbours may still claim pixels). In [0, 1].
+        gate_min_confidence: a refined object whose changed pixels (where refined and coarse
+            disagree) have a mean confidence ``|2p - 1|`` below this is not pasted. In [0, 1].
+    """
+
+    roi_padding: float = 0.25
+    min_area: Optional[int] = None
+    kernel_size: int = 10
+    min_roi_size: Optional[int] = None
+    ignore_index: Optional[int] = 255
+    stuff_classes: Tuple[ClassSpec, ...] = ()
+    stuff_scale: float = STUFF_SCALE
+    refine_classes: Optional[Tuple[ClassSpec, ...]] = None
+    max_upscale: Optional[float] = None
+    roi_batch_size: int = 1
+    gate_min_iou: Optional[float] = None
+    gate_min_confidence: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, 'roi_padding', _float(self.roi_padding, 'roi_padding', 0.0, 10.0))
+        set_(self, 'min_area', _int(self.min_area, 'min_area', 0, optional=True))
+        set_(self, 'kernel_size', _int(self.kernel_size, 'kernel_size', 1))
+        if self.kernel_size > 255:
+            raise ValueError(f'RoiOptions.kernel_size must be <= 255, got {self.kernel_size}')
+        set_(self, 'min_roi_size', _int(self.min_roi_size, 'min_roi_size', 1, optional=True))
+        if self.ignore_index is not None:
+            set_(self, 'ignore_index', _int(self.ignore_index, 'ignore_index', -(1 << 63)))
+        set_(self, 'stuff_classes', _classes(self.stuff_classes, 'stuff_classes', False))
+        set_(self, 'stuff_scale', _float(self.stuff_scale, 'stuff_scale', 0.0, 1e6,
+                                         lo_open=True))
+        set_(self, 'refine_classes', _classes(self.refine_classes, 'refine_classes', True))
+        set_(self, 'max_upscale', _float(self.max_upscale, 'max_upscale', 1.0, 1e4,
+                                         optional=True))
+        set_(self, 'roi_batch_size', _int(self.roi_batch_size, 'roi_batch_size', 1))
+        if self.roi_batch_size > MAX_ROI_BATCH:
+            raise ValueError(f'RoiOptions.roi_batch_size must be <= {MAX_ROI_BATCH}, got '
+                             f'{self.roi_batch_size}')
+        set_(self, 'gate_min_iou', _float(self.gate_min_iou, 'gate_min_iou', 0.0, 1.0,
+                                          optional=True))
+        set_(self, 'gate_min_confidence', _float(self.gate_min_confidence,
+                                                 'gate_min_confidence', 0.0, 1.0,
+                                                 optional=True))
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def fields(cls) -> Tuple[str, ...]:
+        """The option names (the keyword arguments of the constructor)."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_any(cls, options: Union['RoiOptions', Mapping[str, Any], None] = None,
+                 **overrides: Any) -> 'RoiOptions':
+        """``RoiOptions`` from an instance, a dict of its fields or None (defaults), with
+        ``overrides`` applied; unknown keys raise ``TypeError`` naming them and the known ones."""
+        if options is None:
+            base: dict = {}
+        elif isinstance(options, RoiOptions):
+            base = options.as_dict()
+        elif isinstance(options, Mapping):
+            base = dict(options)
+        else:
+            raise RoiOptionTypeError(f'ROI options must be a RoiOptions, a dict or None, got '
+                            f'{type(options).__name__}')
+        base.update(overrides)
+        unknown = sorted(set(base) - set(cls.fields()))
+        if unknown:
+            raise RoiOptionTypeError(f'unknown ROI option(s) {unknown}; known: {list(cls.fields())}')
+        return cls(**base)
+
+    def replace(self, **changes: Any) -> 'RoiOptions':
+        """A validated copy with ``changes``."""
+        return RoiOptions.from_any(self, **changes)
+
+    def as_dict(self) -> dict:
+        """The options as a plain dict (tuples kept)."""
+        return {name: getattr(self, name) for name in self.fields()}
+
+    # ------------------------------------------------------------------ derived values
+    def min_area_for(self, label_map: bool) -> int:
+        """``min_area``, or the path's published default when None."""
+        if self.min_area is not None:
+            return self.min_area
+        return LABEL_MAP_MIN_AREA if label_map else 0
+
+    @property
+    def gated(self) -> bool:
+        """Whether the do-no-harm gate is on."""
+        return self.gate_min_iou is not None or self.gate_min_confidence is not None
+
+
+__all__ = ['RoiOptions', 'RoiOptionTypeError', 'LABEL_MAP_MIN_AREA', 'STUFF_SCALE']

@@ -1,0 +1,120 @@
+"""Raw-and-refined detectron2 evaluation (package functions): config, evaluators, the loop,
+tables, the ground-truth stand-in model."""
+from __future__ import annotations
+
+import math
+import sys
+
+import pytest
+
+pytest.importorskip('detectron2', reason='detectron2 is not installed (make setup installs it)')
+pytest.importorskip('panopticapi', reason='panopticapi (pq_compute) is not installed')
+pytestmark = pytest.mark.detectron2
+
+import torch  # noqa: E402
+
+from segrefine_plugins.detectron2 import build_refiner_from_cfg, wrap_model  # noqa: E402
+from segrefine_plugins.detectron2.datasets import (make_ecssd_dataset,  # noqa: E402
+                                                   register_coco_dataset)
+from segrefine_plugins.detectron2.evaluation import (EvalSettings,  # noqa: E402
+                                                     GroundTruthModel, apply_config_extension,
+                                                     build_evaluators, build_wrapped_model,
+                                                     collect, evaluate, format_table,
+                                                     resolve_config_file, setup_cfg)
+
+ZOO = 'COCO-PanopticSegmentation/panoptic_fpn_R_50_1x.yaml'
+
+
+@pytest.fixture(scope='module')
+def dataset(data_root, tmp_path_factory):
+    paths = make_ecssd_dataset(str(data_root), str(tmp_path_factory.mktemp('ecssd_pan')),
+                               num=2, size=96)
+    return register_coco_dataset('segrefine_test_eval', paths['image_root'],
+                                 paths['panoptic_json'], paths['panoptic_root'],
+                                 paths['instances_json'])
+
+
+def _opts(weights):
+    return ['MODEL.DEVICE', 'cpu', 'INPUT.MIN_SIZE_TEST', '96', 'INPUT.MAX_SIZE_TEST', '128',
+            'MODEL.SEGREFINE.REFINER.TYPE', 'CascadePSP',
+            'MODEL.SEGREFINE.REFINER.CHECKPOINT', str(weights),
+            'MODEL.SEGREFINE.REFINER.L', '96', 'MODEL.SEGREFINE.REFINER.FAST', 'True']
+
+
+def test_format_table_and_collect():
+    table = format_table({'PQ': 40.0, 'AP': 30.0}, {'PQ': 41.5, 'AP': 29.0}, 'label')
+    lines = table.splitlines()
+    assert lines[0].split() == ['metric', 'raw', 'refined', 'delta', 'label']
+    assert lines[2].split() == ['PQ', '40.00', '41.50', '+1.50']
+    assert lines[3].split() == ['AP', '30.00', '29.00', '-1.00']
+    flat = collect({'panoptic_seg': {'PQ': 50.0, 'other': 1.0},
+                    'segm': {'AP': 20.0, 'APs': float('nan')}, 'bbox': {'AP75': 3.0}})
+    assert flat == {'PQ': 50.0, 'AP': 20.0}        # NaN and unlisted groups / keys left out
+
+
+def test_setup_cfg_merges_in_order(tmp_path, cascadepsp_weights):
+    overlay = tmp_path / 'overlay.yaml'
+    overlay.write_text('INPUT:\n  MIN_SIZE_TEST: 64\nMODEL:\n  SEGREFINE:\n    MIN_AREA: 7\n')
+    assert resolve_config_file(str(overlay)) == str(overlay)
+    cfg = setup_cfg([ZOO, str(overlay)], ['INPUT.MIN_SIZE_TEST', '80'], weights='w.pkl',
+                    device='cpu')
+    assert cfg.is_frozen()
+    assert cfg.MODEL.META_ARCHITECTURE == 'PanopticFPN'             # from the zoo file
+    assert cfg.MODEL.SEGREFINE.MIN_AREA == 7                         # overlay after the zoo
+    assert cfg.INPUT.MIN_SIZE_TEST == 80                             # opts last
+    assert (cfg.MODEL.WEIGHTS, cfg.MODEL.DEVICE) == ('w.pkl', 'cpu')
+    with pytest.raises(ValueError, match='neither a file nor a model-zoo config'):
+        resolve_config_file('no/such_config.yaml')
+    off = setup_cfg([ZOO], _opts(cascadepsp_weights) + ['MODEL.SEGREFINE.ENABLED', 'False'])
+    with pytest.raises(ValueError, match='nothing to compare'):
+        build_wrapped_model(off)
+
+
+def test_config_extensions(tmp_path, monkeypatch):
+    (tmp_path / 'my_project_ext.py').write_text(
+        'def add(cfg):\n    cfg.MY_PROJECT_KEY = 3\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = setup_cfg([], extensions=['my_project_ext:add'])
+    assert cfg.MY_PROJECT_KEY == 3
+    sys.modules.pop('my_project_ext', None)
+    with pytest.raises(ValueError, match='module:function'):
+        apply_config_extension(None, 'nonsense')
+    with pytest.raises(ValueError, match='cannot import'):
+        apply_config_extension(None, 'no_such_module_xyz:add')
+    with pytest.raises(ValueError, match="cannot import 'panopticfcn'"):
+        apply_config_extension(None, 'PanopticFCN')              # alias, project not installed
+
+
+def test_evaluators_follow_the_tasks(dataset, tmp_path):
+    evs = build_evaluators(dataset, str(tmp_path))
+    assert sorted(evs) == ['panoptic', 'segm']
+    assert sorted(build_evaluators(dataset, str(tmp_path), ('segm',))) == ['segm']
+    with pytest.raises(ValueError, match='neither a panoptic json'):
+        build_evaluators(dataset, str(tmp_path), ('bbox',))
+
+
+def test_evaluate_ground_truth_scores_100(dataset, cascadepsp_weights, tmp_path):
+    """The loop with the ground truth as the model: raw PQ / AP 100, the refined column
+    evaluated from the same forward, nothing NaN."""
+    cfg = setup_cfg([], _opts(cascadepsp_weights))
+    model = wrap_model(GroundTruthModel(), build_refiner_from_cfg(cfg)).eval()
+    res = evaluate(model, dataset, cfg, str(tmp_path), progress=False)
+    assert res['images'] == 2 and res['processes'] == 1
+    assert res['seconds_model'] >= 0 and res['seconds_refine'] > 0
+    for key in ('PQ', 'PQ_th', 'PQ_st', 'SQ', 'RQ', 'AP', 'AP50'):
+        assert res['raw'][key] == pytest.approx(100.0), key
+        assert 0.0 <= res['refined'][key] <= 100.0 and not math.isnan(res['refined'][key])
+    only_pq = evaluate(model, dataset, cfg, str(tmp_path / 'pq'), ('panoptic',), progress=False)
+    assert 'AP' not in only_pq['raw'] and only_pq['raw']['PQ'] == pytest.approx(100.0)
+
+
+def test_ground_truth_model_needs_panoptic_inputs():
+    with pytest.raises(ValueError, match='pan_seg_file_name'):
+        GroundTruthModel()([{'image': torch.zeros(3, 4, 4)}])
+
+
+def test_settings_need_a_dataset():
+    with pytest.raises(ValueError, match='--dataset'):
+        EvalSettings().register()
+    assert EvalSettings(dataset='coco_2017_val_panoptic_separated').register() == \
+        'coco_2017_val_panoptic_separated'

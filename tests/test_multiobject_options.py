@@ -1,0 +1,212 @@
+"""RoiOptions (segrefine_plugins.multiobject.options) and the protocol knobs it carries:
+validation, batching (exact), the size-aware ROI scale, the do-no-harm gate, thin ROIs.
+
+The batching and size-rule tests run the real refiners (CascadePSP with the golden synthetic
+weights at a small L, the shipped default CRM) on multi-object composites built from ECSSD
+images and their human masks.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Tuple
+
+import cv2
+import numpy as np
+import pytest
+
+from segrefine_plugins import build_refiner
+from segrefine_plugins.io import read_image, read_mask
+from segrefine_plugins.multiobject import RoiOptions, refine_label_map, refine_segments
+from segrefine_plugins.multiobject.options import LABEL_MAP_MIN_AREA
+
+
+# --------------------------------------------------------------------------- options
+def test_defaults_are_the_published_protocol():
+    opts = RoiOptions()
+    assert (opts.roi_padding, opts.kernel_size, opts.ignore_index, opts.stuff_scale) == \
+        (0.25, 10, 255, 0.51)
+    assert opts.min_area_for(label_map=True) == LABEL_MAP_MIN_AREA == 1024
+    assert opts.min_area_for(label_map=False) == 0
+    assert opts.max_upscale is None and opts.roi_batch_size == 1 and not opts.gated
+
+
+def test_from_any_and_replace():
+    opts = RoiOptions.from_any(dict(min_area=5, stuff_classes=[3, 'wall']), roi_batch_size=4)
+    assert opts.min_area == 5 and opts.stuff_classes == (3, 'wall') and opts.roi_batch_size == 4
+    assert RoiOptions.from_any(opts) == opts and RoiOptions.from_any(None) == RoiOptions()
+    changed = opts.replace(gate_min_iou=0.9)
+    assert changed.gated and changed.min_area == 5 and not opts.gated
+    assert set(opts.as_dict()) == set(RoiOptions.fields())
+
+
+@pytest.mark.parametrize('bad, error', [
+    (dict(roi_padding=-0.1), ValueError), (dict(roi_padding=float('nan')), ValueError),
+    (dict(roi_padding='0.25'), TypeError), (dict(min_area=-1), ValueError),
+    (dict(min_area=1.5), TypeError), (dict(min_area=True), TypeError),
+    (dict(kernel_size=0), ValueError), (dict(stuff_scale=0), ValueError),
+    (dict(stuff_classes='wall'), TypeError), (dict(stuff_classes=[1.5]), TypeError),
+    (dict(max_upscale=0.5), ValueError), (dict(max_upscale=float('inf')), ValueError),
+    (dict(roi_batch_size=0), ValueError), (dict(roi_batch_size=10 ** 6), ValueError),
+    (dict(gate_min_iou=1.5), ValueError), (dict(gate_min_confidence='high'), TypeError),
+    (dict(min_roi_size=0), ValueError), (dict(no_such_option=1), TypeError),
+])
+def test_bad_options_are_refused_with_the_name(bad, error):
+    with pytest.raises(error, match=next(iter(bad))):
+        RoiOptions.from_any(bad)
+
+
+def test_type_errors_are_also_value_errors():
+    """Callers that catch ValueError for bad options (the adapters) see type errors too."""
+    with pytest.raises(ValueError):
+        RoiOptions(min_area='big')
+
+
+def test_not_a_mapping():
+    with pytest.raises(TypeError, match='RoiOptions'):
+        RoiOptions.from_any([('min_area', 3)])
+
+
+# --------------------------------------------------------------------------- real inputs
+def _object(data_root: Path, name: str, size: int) -> Tuple[np.ndarray, np.ndarray]:
+    image = read_image(data_root / 'ecssd' / 'images' / f'{name}.jpg')
+    mask = read_mask(data_root / 'ecssd' / 'masks' / f'{name}.png') > 127
+    image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    mask = cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+    return image, mask.astype(bool)
+
+
+def composite(data_root: Path, names=('0001', '0002', '0001', '0005'), tile: int = 96
+              ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 2x2 mosaic of ECSSD objects: image, truth (class k + 1 for tile k's object, 0 for
+    the backgrounds) and a coarse map (truth 6x down-up-sampled, nearest). Tiles 0 and 2 hold
+    the same object, so some ROIs have equal shapes (what batching groups)."""
+    image = np.zeros((2 * tile, 2 * tile, 3), np.uint8)
+    truth = np.zeros((2 * tile, 2 * tile), np.int64)
+    for k, name in enumerate(names):
+        y, x = (k // 2) * tile, (k % 2) * tile
+        img, mask = _object(data_root, name, tile)
+        image[y:y + tile, x:x + tile] = img
+        truth[y:y + tile, x:x + tile][mask] = k + 1
+    small = cv2.resize(truth.astype(np.uint8), (2 * tile // 6, 2 * tile // 6),
+                       interpolation=cv2.INTER_NEAREST)
+    coarse = cv2.resize(small, (2 * tile, 2 * tile), interpolation=cv2.INTER_NEAREST)
+    return image, truth, coarse.astype(np.int64)
+
+
+@pytest.fixture(scope='module')
+def cascadepsp(cascadepsp_weights):
+    return build_refiner(dict(type='CascadePSP', checkpoint=str(cascadepsp_weights), L=128))
+
+
+@pytest.fixture(scope='module')
+def crm():
+    return build_refiner(dict(type='CRM'))
+
+
+@pytest.mark.parametrize('which', ['cascadepsp', 'crm'])
+def test_batched_rois_equal_one_at_a_time(which, request, data_root):
+    refiner = request.getfixturevalue(which)
+    image, _, coarse = composite(data_root)
+    one = refine_label_map(image, coarse, refiner, min_area=50, return_confidence=True)
+    many = refine_label_map(image, coarse, refiner, min_area=50, roi_batch_size=4,
+                            return_confidence=True)
+    assert len(one.rois) >= 5 and one.rois == many.rois
+    assert np.array_equal(one.labels, many.labels)
+    assert np.abs(one.confidence - many.confidence).max() <= 1e-5
+    if which == 'cascadepsp':   # same-shape global steps really ran as one forward
+        stats = refiner.last_stats
+        assert stats['global_batches'] < stats['objects']
+
+
+def test_batched_segments_equal_one_at_a_time(cascadepsp, data_root):
+    image, truth, coarse = composite(data_root)
+    masks = np.stack([coarse == k for k in range(1, 5)])
+    for fuse in (True, False):
+        one = refine_segments(image, masks, cascadepsp, fuse=fuse, return_probs=True)
+        many = refine_segments(image, masks, cascadepsp, fuse=fuse, return_probs=True,
+                               roi_batch_size=3)
+        assert np.array_equal(one.masks, many.masks)
+        assert np.abs(one.probs - many.probs).max() <= 1e-5
+
+
+def test_refine_batch_equals_refine(cascadepsp, data_root):
+    image, mask = _object(data_root, '0003', 80)
+    images = [image, image[:60], image, np.ascontiguousarray(image[:, ::-1])]
+    masks = [mask, mask[:60], np.zeros_like(mask), np.ascontiguousarray(mask[:, ::-1])]
+    batched = cascadepsp.refine_batch(images, masks)
+    for img, m, out in zip(images, masks, batched):
+        assert out.dtype == np.float32 and out.shape == m.shape
+        assert np.abs(out - cascadepsp.refine(img, m)).max() <= 1e-5
+    assert not batched[2].any()   # empty mask: zeros, as refine gives
+    with pytest.raises(ValueError, match='2 images but 1 masks'):
+        cascadepsp.refine_batch(images[:2], masks[:1])
+
+
+def test_size_rule_caps_the_working_size(cascadepsp_weights, data_root):
+    refiner = build_refiner(dict(type='CascadePSP', checkpoint=str(cascadepsp_weights), L=400,
+                                 fast=True))
+    image, mask = _object(data_root, '0004', 100)
+    refiner.refine(image, mask)
+    assert max(refiner.last_stats['global_size']) == 400     # published: enlarged 4x
+    with refiner.limit_upscale(1.5):
+        capped = refiner.refine(image, mask)
+        assert max(refiner.last_stats['global_size']) == 150
+    assert refiner.max_upscale is None                      # the context restores it
+    assert capped.shape == mask.shape
+    big = np.ascontiguousarray(cv2.resize(image, (500, 500)))
+    big_mask = cv2.resize(mask.astype(np.uint8), (500, 500), interpolation=cv2.INTER_NEAREST)
+    with refiner.limit_upscale(1.5):                         # ROIs above L: unchanged
+        refiner.refine(big, big_mask.astype(bool))
+    assert max(refiner.last_stats['global_size']) == 400
+
+
+def test_size_rule_through_the_label_map(cascadepsp_weights, data_root):
+    refiner = build_refiner(dict(type='CascadePSP', checkpoint=str(cascadepsp_weights), L=300))
+    image, _, coarse = composite(data_root)
+    exact = refine_label_map(image, coarse, refiner, min_area=50)
+    capped = refine_label_map(image, coarse, refiner, min_area=50, max_upscale=1.0)
+    assert exact.rois == capped.rois
+    assert not np.array_equal(exact.labels, capped.labels)   # the option changes numbers
+    with pytest.raises(ValueError, match='max_upscale'):
+        refine_label_map(image, coarse, refiner, max_upscale=0.9)
+
+
+# --------------------------------------------------------------------------- the gate
+def test_gate_keeps_coarse_where_refinement_disagrees(crm, data_root):
+    image, truth, coarse = composite(data_root)
+    plain = refine_label_map(image, coarse, crm, min_area=50)
+    assert plain.gated == 0 and not np.array_equal(plain.labels, coarse)
+    strict = refine_label_map(image, coarse, crm, min_area=50, gate_min_iou=1.0)
+    # every ROI whose refined mask differs at all from its coarse mask is gated
+    assert strict.gated > 0 and strict.gated <= len(strict.rois)
+    assert np.array_equal(strict.labels, coarse) or strict.gated < len(strict.rois)
+    off = refine_label_map(image, coarse, crm, min_area=50, gate_min_iou=0.0,
+                           gate_min_confidence=0.0)
+    assert off.gated == 0 and np.array_equal(off.labels, plain.labels)
+
+
+def test_gate_everything_returns_the_input(crm, data_root):
+    image, truth, coarse = composite(data_root)
+    res = refine_label_map(image, coarse, crm, min_area=50, gate_min_confidence=1.0)
+    assert res.gated == len(res.rois) and np.array_equal(res.labels, coarse)
+    masks = np.stack([coarse == k for k in range(1, 5)])
+    seg = refine_segments(image, masks, crm, fuse=False, gate_min_confidence=1.0)
+    assert seg.gated == [0, 1, 2, 3] and np.array_equal(seg.masks, masks)
+
+
+# --------------------------------------------------------------------------- thin ROIs
+def test_thin_class_is_grown_not_fatal(cascadepsp_weights):
+    """A 2 x 1900 px wire at the published L=900 used to fail the whole image ('a side of
+    0 px'); its ROI is now grown to a short side the resize can take."""
+    refiner = build_refiner(dict(type='CascadePSP', checkpoint=str(cascadepsp_weights), L=900,
+                                 fast=True))
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (64, 2000, 3), dtype=np.uint8)
+    labels = np.zeros((64, 2000), np.int64)
+    labels[30:32, 50:1950] = 7
+    labels[:, :40] = 3
+    res = refine_label_map(image, labels, refiner, min_area=1000)
+    boxes = dict(res.rois)
+    y0, y1, x0, x1 = boxes[7]
+    assert x1 - x0 >= 1900 and y1 - y0 >= 3          # grown to a short side that survives
+    assert res.labels.shape == labels.shape
