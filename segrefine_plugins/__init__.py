@@ -14,9 +14,11 @@ from typing import Any, Mapping, Union
 
 from .registry import REFINERS
 from .inference.base import Refiner
+from .resources import SAMPLES_DIR, config_dir, config_path
 
 __version__ = '0.1.0'
-__all__ = ['build_refiner', 'Refiner', 'REFINERS', '__version__']
+__all__ = ['build_refiner', 'Refiner', 'REFINERS', 'SAMPLES_DIR', 'config_dir', 'config_path',
+           '__version__']
 
 
 def load_config_file(path: Union[str, os.PathLike], key: str = 'refiner') -> dict:

@@ -2,7 +2,7 @@
 
 A tiny but real mmseg model (``EncoderDecoder``: ResNetV1c-18 with 8 base channels + PSPHead,
 randomly initialised with a fixed seed), a small two-class set in mmseg's folder layout made
-at test time from ``../shared/data/ecssd``, and a Runner config built through the shipped
+at test time from ``$SEGREFINE_DATA/ecssd`` (default ``../shared/data``), and a Runner config built through the shipped
 fragment ``configs/_base_/segrefine_runtime.py``.
 """
 from __future__ import annotations
@@ -13,7 +13,9 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-mmseg = pytest.importorskip('mmseg', reason='MMSegmentation is not installed (make setup)')
+from conftest import require_module
+
+mmseg = require_module('mmseg')
 import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402

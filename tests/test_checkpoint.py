@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import require_module
 from segrefine_plugins.models.cascadepsp import CascadePSPNet
 from segrefine_plugins.models.checkpoint import (CheckpointError, extract_state_dict,
                                                  load_checkpoint, read_state_dict)
@@ -74,7 +75,7 @@ def test_file_layouts(layout, tmp_path):
 
 def test_real_mmengine_checkpoint_with_foreign_objects(tmp_path):
     """A Runner-style checkpoint pickles mmengine objects: they load as inert stand-ins."""
-    history = pytest.importorskip('mmengine.logging.history_buffer')
+    history = require_module('mmengine.logging.history_buffer')
     buf = history.HistoryBuffer()
     buf.update(0.5)
     src = _small_model()

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip('detectron2', reason='detectron2 is not installed (make setup installs it)')
-pytest.importorskip('panopticapi', reason='panopticapi (pq_compute) is not installed')
+from conftest import require_module
+
+require_module('detectron2')
+require_module('panopticapi', 'detectron2')
 pytestmark = pytest.mark.detectron2
 
 import torch  # noqa: E402

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip('detectron2', reason='detectron2 is not installed (make setup installs it)')
+from conftest import require_module
+
+require_module('detectron2')
 pytestmark = pytest.mark.detectron2
 
 from detectron2.structures import BitMasks, Boxes, Instances  # noqa: E402

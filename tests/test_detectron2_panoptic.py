@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip('detectron2', reason='detectron2 is not installed (make setup installs it)')
+from conftest import require_module
+
+require_module('detectron2')
 pytestmark = pytest.mark.detectron2
 
 from segrefine_plugins import build_refiner  # noqa: E402

@@ -75,7 +75,7 @@ def test_batched_crops_equal_crop_by_crop(state):
 
 
 def test_default_crop_batch_size_is_one_on_cpu(state):
-    # batching pays on a GPU only (README benchmarks: 0.90x on the CPU, more memory)
+    # batching pays on a GPU only (docs/performance.md: 0.90x on the CPU, more memory)
     assert CascadePSPRefiner(state, L=80).crop_batch_size == 1
     assert CascadePSPRefiner(state, L=80, crop_batch_size=3).crop_batch_size == 3
 

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from segrefine_plugins import io as sio
+from segrefine_plugins import SAMPLES_DIR, io as sio
 from segrefine_plugins.io import (ImageReadError, pair_files, read_image, read_mask,
                                   to_mask_uint8, to_rgb_uint8, write_png_atomic)
 
@@ -138,8 +138,8 @@ def test_read_mask_rgba_and_16bit(tmp_path):
                           gray)
 
 
-def test_read_mask_shipped_rgba_soft_mask(data_root):
-    path = data_root / 'highres' / 'motorbike_coarse.png'
+def test_read_mask_shipped_rgba_soft_mask():
+    path = SAMPLES_DIR / 'motorbike_coarse.png'
     raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     assert raw.ndim == 3 and raw.shape[2] == 4 and raw[:, :, 3].min() == 255  # alpha unused
     mask = read_mask(path)
@@ -213,8 +213,8 @@ def test_pair_folders_by_stem(tmp_path):
     assert [p.name for p in r.unpaired_masks] == ['z.png']
 
 
-def test_pair_same_folder_with_suffix(tmp_path, data_root):
-    r = pair_files(data_root / 'highres', data_root / 'highres', mask_suffix='_coarse')
+def test_pair_same_folder_with_suffix():
+    r = pair_files(SAMPLES_DIR, SAMPLES_DIR, mask_suffix='_coarse')   # LICENSE, README.md ignored
     assert [(s, i.name, m.name) for s, i, m in r.pairs] == [
         ('aeroplane', 'aeroplane.jpg', 'aeroplane_coarse.png'),
         ('motorbike', 'motorbike.jpg', 'motorbike_coarse.png')]

@@ -6,7 +6,9 @@ import math
 import numpy as np
 import pytest
 
-mmseg = pytest.importorskip('mmseg', reason='MMSegmentation is not installed (make setup)')
+from conftest import require_module
+
+mmseg = require_module('mmseg')
 import torch  # noqa: E402
 from mmseg.evaluation import IoUMetric  # noqa: E402
 from mmseg.registry import METRICS  # noqa: E402

@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-mmseg = pytest.importorskip('mmseg', reason='MMSegmentation is not installed (make setup)')
+from conftest import require_module
+
+mmseg = require_module('mmseg')
 from mmengine.config import Config  # noqa: E402
 from mmseg.registry import MODELS  # noqa: E402
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segrefine_plugins import REFINERS, build_refiner
+from segrefine_plugins import build_refiner
 from segrefine_plugins.inference.base import IMAGENET_MEAN, IMAGENET_STD, Refiner
 from segrefine_plugins.multiobject import (ensure_min_size, label_map_rois, refine_label_map,
                                            refine_segments, segments_to_id_map)
@@ -390,10 +390,7 @@ class Recorder:
 
 
 def real_refiner(name: str, request, **kwargs) -> Refiner:
-    """The published model with the golden synthetic weights (skips if not implemented yet)."""
-    import segrefine_plugins.inference  # noqa: F401  (registers the refiners)
-    if name not in REFINERS:
-        pytest.skip(f'the {name} refiner is not implemented yet')
+    """The published model with the golden synthetic weights."""
     checkpoint = request.getfixturevalue(f'{name.lower()}_weights')
     return build_refiner(dict(type=name, checkpoint=str(checkpoint), **kwargs))
 

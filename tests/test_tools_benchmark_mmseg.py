@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip('mmseg', reason='MMSegmentation is not installed (make setup)')
+from conftest import require_module
+
+require_module('mmseg')
 pytestmark = pytest.mark.mmseg
 
 _TOOLS = Path(__file__).resolve().parents[1] / 'tools'

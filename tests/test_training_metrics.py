@@ -5,8 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import require_module
 from segrefine_plugins.metrics import IoUAccumulator, boundary_accuracy
-from segrefine_plugins.training.metrics import RefinementMetric
+
+require_module('mmengine')
+from segrefine_plugins.training.metrics import RefinementMetric  # noqa: E402
 
 
 def _sample(gt, prob, seg):

@@ -6,9 +6,12 @@ import json
 import pytest
 import torch
 
+from conftest import require_module
 from segrefine_plugins.models.checkpoint import CheckpointError, load_checkpoint
 from segrefine_plugins.models.crm import CRMNet, make_coord
-from segrefine_plugins.training.models import (CascadePSPTrainModel, CRMTrainModel,
+
+require_module('mmengine')
+from segrefine_plugins.training.models import (CascadePSPTrainModel, CRMTrainModel,  # noqa: E402
                                                init_trunk_from_imagenet)
 
 SMALL = dict(blocks=(1, 1, 1, 1), width=8, feat_channels=16, hidden=8)
@@ -105,7 +108,7 @@ def test_cascadepsp_loss_and_predict(psp_full):
 
 
 def test_imagenet_init_zeroes_extra_channels(tmp_path, crm_full):
-    torchvision = pytest.importorskip('torchvision')
+    torchvision = require_module('torchvision')
     src = torchvision.models.resnet50(weights=None).state_dict()
     path = tmp_path / 'resnet50.pth'
     torch.save(src, path)

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip('mmengine')
+from conftest import require_module
+
+require_module('mmengine')
 from mmengine.hooks import Hook  # noqa: E402
 
 from segrefine_plugins import build_refiner  # noqa: E402

@@ -54,8 +54,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get('SEGREFINE_DATA', REPO.parent / 'shared' / 'data'))
-SPEC = Path(os.environ.get('SEGREFINE_SPEC', REPO.parent / 'shared' / 'spec'))
+SPEC = Path(os.environ.get('SEGREFINE_SPEC', REPO / 'tests' / 'spec'))
 GB = 1024 ** 3
 
 sys.path.insert(0, str(REPO))
@@ -210,7 +209,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                         "weights, where it has some)")
     w.add_argument('--synthetic-weights', action='store_true',
                    help='golden-recipe synthetic weights (seed 0) from the spec manifest')
-    p.add_argument('--image', default=str(DATA / 'highres' / 'aeroplane.jpg'))
+    p.add_argument('--image', default=str(REPO / 'segrefine_plugins' / 'samples' / 'aeroplane.jpg'),
+                   help='default: the shipped aeroplane sample (3492x2328)')
     p.add_argument('--mask', help='default: <image stem>_coarse.png beside the image')
     p.add_argument('--size', help='resize the input first: WxH, or Sx to scale both sides')
     p.add_argument('--L', type=int, help='CascadePSP long side / crop size')
@@ -240,8 +240,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     mask = Path(a.mask) if a.mask else image.with_name(f'{image.stem}_coarse.png')
     for path in (image, mask):
         if not path.is_file():
-            raise SystemExit(f'error: {path} not found (set SEGREFINE_DATA or pass --image '
-                             f'/ --mask)')
+            raise SystemExit(f'error: {path} not found (pass --image / --mask)')
     variants = [parse_variant(v) for v in a.variant] or [('default', {})]
     names = [n for n, _ in variants]
     if len(set(names)) != len(names):

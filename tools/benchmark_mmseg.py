@@ -144,7 +144,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                     str(REPO.parent / 'shared' / 'data')),
                    help='data root with ecssd/ (default $SEGREFINE_DATA or ../shared/data)')
     p.add_argument('--spec', default=os.environ.get('SEGREFINE_SPEC',
-                                                    str(REPO.parent / 'shared' / 'spec')))
+                                                    str(REPO / 'tests' / 'spec')))
     p.add_argument('--images', type=int, default=3, help='images in the set (first = warm-up)')
     p.add_argument('--size', type=int, default=512, help='images are resized to SIZE x SIZE')
     p.add_argument('--variant', action='append', default=[],

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / 'tools'))
 DATA = Path(os.environ.get('SEGREFINE_DATA', REPO.parent / 'shared' / 'data'))
-SPEC = Path(os.environ.get('SEGREFINE_SPEC', REPO.parent / 'shared' / 'spec'))
+SPEC = Path(os.environ.get('SEGREFINE_SPEC', REPO / 'tests' / 'spec'))
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's Python environment and install everything the tests need.
 #
+#   tools/setup_env.sh          every part (core, mmengine, mmseg with the mmcv build, detectron2)
+#   tools/setup_env.sh core     only the core part (torch, numpy, OpenCV, tqdm: enough for the
+#                               `segrefine` CLI, the Python API and `make demo`)
+#
 #   SEGREFINE_VENV   where the virtual environment lives (default ~/.cache/segrefine/venv)
 #   SEGREFINE_CACHE  where built wheels are cached (default ~/.cache/segrefine/wheels)
 #
@@ -17,7 +21,12 @@ if [ ! -x "$SEGREFINE_VENV/bin/python" ]; then
     "$PYTHON" -m venv "$SEGREFINE_VENV"
 fi
 export PIP="$SEGREFINE_VENV/bin/python -m pip"
-for part in tools/env/[0-9]*.sh; do
+case "${1:-all}" in
+    core) parts=(tools/env/10_core.sh) ;;
+    all) parts=(tools/env/[0-9]*.sh) ;;
+    *) echo "usage: $0 [core|all]" >&2; exit 2 ;;
+esac
+for part in "${parts[@]}"; do
     stamp="$SEGREFINE_VENV/.segrefine-$(basename "$part" .sh)"
     want=$(sha256sum "$part" | cut -c1-16)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then

@@ -1,7 +1,7 @@
 # PSPNet-R50 (mmseg's model definition) on a two-class salient-object set (background, object)
 # in mmseg's folder layout, made from ../shared/data/ecssd (or any images/ + masks/ folder) by
 #   python -m segrefine_plugins.mmseg.datasets ../shared/data/ecssd work_dirs/ecssd_mmseg
-# A plain mmseg config (no refinement): the README's worked example refines it in three lines.
+# A plain mmseg config (no refinement): docs/mmseg.md's worked example refines it in three lines.
 _base_ = ['mmseg::_base_/models/pspnet_r50-d8.py', 'mmseg::_base_/default_runtime.py']
 
 crop_size = (512, 512)

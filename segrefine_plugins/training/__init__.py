@@ -1,6 +1,9 @@
-"""Training CascadePSP / CRM refiners with MMEngine (needs ``mmengine``; the core does not).
+"""Training CascadePSP / CRM refiners with MMEngine.
 
-Importing this package registers into mmengine's registries:
+The models, the metric and the registration need ``mmengine``; :mod:`.perturbation`,
+:mod:`.transforms`, :mod:`.datasets`, :mod:`.losses` and :mod:`.export` need only torch / OpenCV.
+
+Where mmengine is installed, importing this package registers into its registries:
 
 * ``DATASETS``: :class:`MaskPairDataset` (image / mask folders, published augmentation and
   perturbation);
@@ -13,20 +16,31 @@ Modules: :mod:`.perturbation`, :mod:`.transforms`, :mod:`.datasets`, :mod:`.loss
 """
 from __future__ import annotations
 
-try:
-    from mmengine.registry import DATASETS, METRICS, MODELS
-except ImportError as err:  # pragma: no cover - depends on the environment
-    raise ImportError('segrefine_plugins.training needs mmengine (tools/env/15_mmengine.sh: '
-                      'pip install mmengine==0.10.7)') from err
+from typing import Optional
 
 from .datasets import MaskPairDataset
-from .metrics import RefinementMetric
-from .models import CascadePSPTrainModel, CRMTrainModel, init_trunk_from_imagenet
-
-for _registry, _cls in ((DATASETS, MaskPairDataset), (MODELS, CRMTrainModel),
-                        (MODELS, CascadePSPTrainModel), (METRICS, RefinementMetric)):
-    if _registry.get(_cls.__name__) is None:
-        _registry.register_module(module=_cls)
 
 __all__ = ['MaskPairDataset', 'RefinementMetric', 'CRMTrainModel', 'CascadePSPTrainModel',
            'init_trunk_from_imagenet']
+
+try:
+    from mmengine.registry import DATASETS, METRICS, MODELS
+except ImportError as _err:  # the data, loss and transform modules work without mmengine
+    _MMENGINE_ERROR: Optional[ImportError] = _err
+else:
+    _MMENGINE_ERROR = None
+    from .metrics import RefinementMetric
+    from .models import CascadePSPTrainModel, CRMTrainModel, init_trunk_from_imagenet
+
+    for _registry, _cls in ((DATASETS, MaskPairDataset), (MODELS, CRMTrainModel),
+                            (MODELS, CascadePSPTrainModel), (METRICS, RefinementMetric)):
+        if _registry.get(_cls.__name__) is None:
+            _registry.register_module(module=_cls)
+
+
+def __getattr__(name: str):
+    """Without mmengine, the mmengine-based names raise an ImportError that says what to install."""
+    if _MMENGINE_ERROR is not None and name in __all__:
+        raise ImportError(f'segrefine_plugins.training.{name} needs mmengine '
+                          '(tools/env/15_mmengine.sh: pip install mmengine==0.10.7)') from _MMENGINE_ERROR
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
