@@ -394,7 +394,8 @@ def test_parse_key_values():
 
 # ------------------------------------------------------------------ image files
 def test_palette_label_png_is_refused_gray_palette_is_read(tmp_path):
-    Image = pytest.importorskip('PIL.Image')
+    from conftest import require_module
+    Image = require_module('PIL.Image', 'torchvision')
     labels = np.zeros((8, 8), np.uint8)
     labels[2:6, 2:6] = 1
     img = Image.new('P', (8, 8))

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-pytest.importorskip('mmengine')
+from conftest import require_module  # noqa: E402
+
+require_module('mmengine')
 
 from segrefine_plugins import build_refiner  # noqa: E402
 from segrefine_plugins.models.checkpoint import read_state_dict  # noqa: E402
