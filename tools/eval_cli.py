@@ -12,7 +12,8 @@ files (made from the ground truth, deterministic), then for each model and kind 
     python -m segrefine_plugins refine --image IMAGES --mask COARSE/KIND --out OUT [...]
     python -m segrefine_plugins eval --pred OUT --gt GT --coarse COARSE/KIND --json FILE
 
-and reads the JSON. Coarse kinds:
+and reads the JSON (s / image: wall time of the refine command, start-up included, over the
+images). Coarse kinds:
   perturb        the published perturbation at IoU target 0.8, seeded by the image's index in
                  the sorted folder (the rule of tools/eval_default.py and the validation set);
   lowresF        the ground truth down-sampled F x ('area') and up again (bilinear),
@@ -33,14 +34,17 @@ import os.path as osp
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from eval_default import format_results  # noqa: E402
 from segrefine_plugins.training.datasets import find_pairs  # noqa: E402
 from segrefine_plugins.training.perturbation import lowres_mask, perturb_mask  # noqa: E402
 
@@ -102,8 +106,10 @@ def run_model(work: str, name: str, checkpoint: str, kinds: Sequence[str],
     for kind in kinds:
         out = osp.join(work, 'refined', name, kind)
         report = osp.join(work, 'refined', name, f'{kind}.json')
+        t = time.perf_counter()
         cli(['refine', '--image', osp.join(work, 'images'),
              '--mask', osp.join(work, 'coarse', kind), '--out', out] + extra)
+        seconds = time.perf_counter() - t
         cli(['eval', '--pred', out, '--gt', osp.join(work, 'gt'),
              '--coarse', osp.join(work, 'coarse', kind), '--json', report])
         with open(report, encoding='utf-8') as f:
@@ -112,25 +118,12 @@ def run_model(work: str, name: str, checkpoint: str, kinds: Sequence[str],
                          'coarse_iou': 100 * r['coarse']['iou'],
                          'coarse_mba': 100 * r['coarse']['mba'],
                          'refined_iou': 100 * r['refined']['iou'],
-                         'refined_mba': 100 * r['refined']['mba']}
+                         'refined_mba': 100 * r['refined']['mba'],
+                         'seconds_per_image': seconds / max(1, len(r['per_image']))}
         print(f'  {name} {kind}: IoU {results[kind]["refined_iou"] - results[kind]["coarse_iou"]:+.2f}'
               f' mBA {results[kind]["refined_mba"] - results[kind]["coarse_mba"]:+.2f}',
               file=sys.stderr, flush=True)
     return results
-
-
-def format_table(results: Dict[str, Dict[str, dict]]) -> str:
-    """Markdown: one row per model and kind."""
-    lines = ['| model | coarse input | images | IoU coarse | IoU refined | IoU gain | '
-             'mBA coarse | mBA refined | mBA gain |', '|' + ' --- |' * 9]
-    for name, per_kind in results.items():
-        for kind, r in per_kind.items():
-            lines.append(
-                f"| {name} | {kind} | {r['images']} | {r['coarse_iou']:.2f} | "
-                f"{r['refined_iou']:.2f} | {r['refined_iou'] - r['coarse_iou']:+.2f} | "
-                f"{r['coarse_mba']:.2f} | {r['refined_mba']:.2f} | "
-                f"{r['refined_mba'] - r['coarse_mba']:+.2f} |")
-    return '\n'.join(lines)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -165,7 +158,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                for name, ckpt in models}
     print(f'{args.dataset} ({args.data}), pairs {args.start}..{args.start + n - 1}, through '
           f'the segrefine CLI (refine, then eval; foreground > 128 of floor(p * 255))')
-    print(format_table(results))
+    print(format_results({f'{name} {kind}': r for name, per_kind in results.items()
+                          for kind, r in per_kind.items()}))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + '\n', encoding='utf-8')
 
