@@ -1,9 +1,10 @@
 """tools/eval_cli.py: coarse kinds and the folders the segrefine CLI reads (no refinement)."""
 from __future__ import annotations
 
-import importlib.util
 import os
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -16,11 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location('segrefine_eval_cli_tool',
-                                                  REPO / 'tools' / 'eval_cli.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """tools/eval_cli.py's globals (run as a module, not as __main__)."""
+    return SimpleNamespace(**runpy.run_path(str(REPO / 'tools' / 'eval_cli.py')))
 
 
 def test_coarse_kinds(tool):
