@@ -98,3 +98,16 @@ def test_lowres_mask_is_blocky_but_close(gt_masks):
     np.testing.assert_array_equal(lowres_mask(gt, 1), gt)
     with pytest.raises(ValueError):
         lowres_mask(gt, 0)
+
+
+def test_lowres_mask_soft_is_the_unthresholded_probability(gt_masks):
+    gt = gt_masks[0]
+    soft, hard = lowres_mask(gt, 8, soft=True), lowres_mask(gt, 8)
+    assert soft.dtype == np.uint8 and soft.shape == gt.shape
+    levels = np.unique(soft)
+    assert levels.size > 10 and levels.min() == 0 and levels.max() == 255  # soft band
+    # binarised as the refiners read a uint8 mask (> 127), it is the hard mask except where
+    # the probability rounds to exactly 128 (p in [127.5, 128) / 255)
+    differ = (soft > 127) != (hard > 0)
+    assert np.all(soft[differ] == 128)
+    assert np.count_nonzero(differ) <= 0.001 * gt.size

@@ -158,19 +158,21 @@ def perturb_mask(gt: np.ndarray, rng: Optional[np.random.Generator] = None,
     return random_morphology(resample_contours(binary, rng), iou_target, rng)
 
 
-def lowres_mask(gt: np.ndarray, factor: int = 8) -> np.ndarray:
+def lowres_mask(gt: np.ndarray, factor: int = 8, soft: bool = False) -> np.ndarray:
     """A low-resolution segmenter's output: ``gt`` down-sampled ``factor`` x, then up again.
 
-    Down-sampling averages ('area'), up-sampling is bilinear, the result is binarised at 0.5.
-    Deterministic; used as the second kind of coarse input in evaluation (and, optionally,
-    in training).
+    Down-sampling averages ('area'), up-sampling is bilinear, the result is binarised at 0.5
+    (or, with ``soft``, kept as the bilinear probability: what an adapter passing the
+    segmenter's upsampled probability gives). Deterministic; used as the second kind of coarse
+    input in evaluation (and, optionally, in training).
 
     Args:
         gt: (H, W) uint8 0..255 or float in [0, 1].
         factor: integer down-sampling factor >= 1.
+        soft: return ``round(255 * p)`` of the bilinear probability instead of 0 / 255.
 
     Returns:
-        (H, W) uint8 0 / 255.
+        (H, W) uint8: 0 / 255, or 0..255 with ``soft``.
     """
     if not isinstance(gt, np.ndarray) or gt.ndim != 2:
         raise ValueError(f'gt must be an (H, W) array, got {getattr(gt, "shape", type(gt))}')
@@ -181,4 +183,6 @@ def lowres_mask(gt: np.ndarray, factor: int = 8) -> np.ndarray:
     small = cv2.resize(g, (max(1, round(w / factor)), max(1, round(h / factor))),
                        interpolation=cv2.INTER_AREA)
     up = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    if soft:
+        return np.clip(np.rint(up * 255.0), 0, 255).astype(np.uint8)
     return np.where(up > 0.5, 255, 0).astype(np.uint8)
