@@ -269,7 +269,7 @@ class SegRefineWrapper(nn.Module):
                                                   self.roi_options, stats=self._count)
         if 'instances' in todo:
             new['instances'] = refine_instances(
-                image, out['instances'], self.refiner, self.roi_options,
+                image, out['instances'], self.refiner, options=self.roi_options,
                 fuse=self.instances_fuse, recompute_boxes=self.recompute_boxes,
                 mask_threshold=self.mask_threshold, stats=self._count)
         if 'sem_seg' in todo:
