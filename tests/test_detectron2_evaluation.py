@@ -162,12 +162,12 @@ def test_evaluate_degraded_ground_truth_counts_the_gate(dataset, cascadepsp_weig
     """--gt-degrade lowres8: the raw column is below 100; the gate's counters reach the result
     (off: nothing gated; GATE_MIN_IOU 1.0 keeps coarse every refined segment that changed)."""
     res = {}
-    for gate in ('-1', '1.0'):
+    for gate in ('-1.0', '1.0'):
         cfg = setup_cfg([], _opts(cascadepsp_weights) + ['MODEL.SEGREFINE.GATE_MIN_IOU', gate])
         model = wrap_model(GroundTruthModel('lowres8'), build_refiner_from_cfg(cfg),
                            **wrapper_options(cfg)).eval()
         res[gate] = evaluate(model, dataset, cfg, str(tmp_path / gate), progress=False)
-    assert res['-1']['raw']['PQ'] < 99.0 and res['-1']['raw'] == res['1.0']['raw']
-    assert res['-1']['segments_refined'] >= 4 and res['-1']['segments_gated'] == 0
-    assert res['1.0']['segments_refined'] == res['-1']['segments_refined']
+    assert res['-1.0']['raw']['PQ'] < 99.0 and res['-1.0']['raw'] == res['1.0']['raw']
+    assert res['-1.0']['segments_refined'] >= 4 and res['-1.0']['segments_gated'] == 0
+    assert res['1.0']['segments_refined'] == res['-1.0']['segments_refined']
     assert res['1.0']['segments_gated'] >= 1

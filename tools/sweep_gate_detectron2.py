@@ -35,7 +35,8 @@ if REPO not in sys.path:
 from segrefine_plugins.detectron2.evaluation import (GroundTruthModel, evaluate,  # noqa: E402
                                                      parse_degrade, setup_cfg)
 
-SETTING_KEYS = {'iou': 'GATE_MIN_IOU', 'conf': 'GATE_MIN_CONFIDENCE'}
+SETTING_KEYS = {'iou': 'GATE_MIN_IOU', 'conf': 'GATE_MIN_CONFIDENCE',
+                'pix': 'GATE_PIXEL_CONFIDENCE'}
 
 
 class CachedRefiner:
@@ -73,7 +74,7 @@ def parse_setting(text: str) -> Dict[str, float]:
     for part in text.split(','):
         key, _, value = part.partition('=')
         if key not in SETTING_KEYS or not value:
-            raise SystemExit(f'bad setting {text!r}: use off or iou=X[,conf=Y]')
+            raise SystemExit(f'bad setting {text!r}: use off or iou=X[,conf=Y][,pix=Z]')
         out[SETTING_KEYS[key]] = float(value)
     return out
 
@@ -166,7 +167,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--inputs', default='gt,lowres8',
                    help='comma list: gt (perfect), lowresN, perturb')
     p.add_argument('--settings', nargs='+', default=['off'],
-                   help='gate settings: off, iou=X, conf=Y, iou=X,conf=Y')
+                   help='gate settings: off, iou=X, conf=Y, pix=Z, iou=X,conf=Y (comma = both)')
     p.add_argument('--output', default='outputs/gate_sweep')
     p.add_argument('opts', nargs=argparse.REMAINDER, help='KEY VALUE config overrides')
     return p.parse_args(argv)
