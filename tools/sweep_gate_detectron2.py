@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -85,8 +85,6 @@ def share(gain: float, base: float) -> float:
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
-    from detectron2.config import CfgNode  # noqa: F401
-
     from segrefine_plugins.detectron2.config import build_refiner_from_cfg
     from segrefine_plugins.detectron2.datasets import register_coco_dataset
     from segrefine_plugins.detectron2.wrapper import wrap_model, wrapper_options
