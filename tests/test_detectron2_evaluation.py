@@ -13,15 +13,18 @@ require_module('detectron2')
 require_module('panopticapi', 'detectron2')
 pytestmark = pytest.mark.detectron2
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from segrefine_plugins.detectron2 import build_refiner_from_cfg, wrap_model  # noqa: E402
+from segrefine_plugins.detectron2 import (build_refiner_from_cfg, wrap_model,  # noqa: E402
+                                          wrapper_options)
 from segrefine_plugins.detectron2.datasets import (make_ecssd_dataset,  # noqa: E402
                                                    register_coco_dataset)
 from segrefine_plugins.detectron2.evaluation import (EvalSettings,  # noqa: E402
                                                      GroundTruthModel, apply_config_extension,
                                                      build_evaluators, build_wrapped_model,
-                                                     collect, evaluate, format_table,
+                                                     collect, degrade_id_map, evaluate,
+                                                     format_table, parse_degrade,
                                                      resolve_config_file, setup_cfg)
 
 ZOO = 'COCO-PanopticSegmentation/panoptic_fpn_R_50_1x.yaml'
@@ -120,3 +123,53 @@ def test_settings_need_a_dataset():
         EvalSettings().register()
     assert EvalSettings(dataset='coco_2017_val_panoptic_separated').register() == \
         'coco_2017_val_panoptic_separated'
+
+
+def _toy_panoptic():
+    """A 64x64 id map: stuff 2 everywhere, a thing 1 (a 24x24 square with a 1-px tail)."""
+    ids = np.full((64, 64), 2, np.int32)
+    ids[20:44, 20:44] = 1
+    ids[44:60, 31] = 1
+    infos = [{'id': 1, 'isthing': True, 'category_id': 1},
+             {'id': 2, 'isthing': False, 'category_id': 2}]
+    return ids, infos
+
+
+def test_degrade_id_map_lowres_and_perturb():
+    ids, infos = _toy_panoptic()
+    thing = ids == 1
+
+    def iou(a):
+        return (a & thing).sum() / (a | thing).sum()
+
+    low8 = degrade_id_map(ids, infos, 'lowres8')
+    low2 = degrade_id_map(ids, infos, 'lowres2')
+    assert low8.shape == ids.shape and low8.dtype == np.int32
+    assert set(np.unique(low8)) <= {1, 2}
+    assert not (low8[46:60, 31] == 1).any()          # the thin tail is lost at 8x
+    assert 0.6 < iou(low8 == 1) < iou(low2 == 1) < 1.0
+    assert np.array_equal(low8, degrade_id_map(ids, infos, 'lowres8'))   # deterministic
+    per = degrade_id_map(ids, infos, 'perturb', seed=3)
+    assert np.array_equal(per, degrade_id_map(ids, infos, 'perturb', seed=3))
+    assert 0.5 < iou(per == 1) < 1.0 and set(np.unique(per)) <= {1, 2}
+    assert parse_degrade(None) is None and parse_degrade('lowres16') == ('lowres', 16)
+    for bad in ('lowres1', 'lowres', 'blur', 'perturb2'):
+        with pytest.raises(ValueError, match='lowresN'):
+            parse_degrade(bad)
+    with pytest.raises(ValueError, match='lowresN'):
+        GroundTruthModel('low8')
+
+
+def test_evaluate_degraded_ground_truth_counts_the_gate(dataset, cascadepsp_weights, tmp_path):
+    """--gt-degrade lowres8: the raw column is below 100; the gate's counters reach the result
+    (off: nothing gated; GATE_MIN_IOU 1.0 keeps coarse every refined segment that changed)."""
+    res = {}
+    for gate in ('-1.0', '1.0'):
+        cfg = setup_cfg([], _opts(cascadepsp_weights) + ['MODEL.SEGREFINE.GATE_MIN_IOU', gate])
+        model = wrap_model(GroundTruthModel('lowres8'), build_refiner_from_cfg(cfg),
+                           **wrapper_options(cfg)).eval()
+        res[gate] = evaluate(model, dataset, cfg, str(tmp_path / gate), progress=False)
+    assert res['-1.0']['raw']['PQ'] < 99.0 and res['-1.0']['raw'] == res['1.0']['raw']
+    assert res['-1.0']['segments_refined'] >= 4 and res['-1.0']['segments_gated'] == 0
+    assert res['1.0']['segments_refined'] == res['-1.0']['segments_refined']
+    assert res['1.0']['segments_gated'] >= 1

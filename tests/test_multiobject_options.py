@@ -48,6 +48,7 @@ def test_from_any_and_replace():
     (dict(max_upscale=0.5), ValueError), (dict(max_upscale=float('inf')), ValueError),
     (dict(roi_batch_size=0), ValueError), (dict(roi_batch_size=10 ** 6), ValueError),
     (dict(gate_min_iou=1.5), ValueError), (dict(gate_min_confidence='high'), TypeError),
+    (dict(gate_pixel_confidence=-0.1), ValueError), (dict(gate_pixel_confidence='x'), TypeError),
     (dict(min_roi_size=0), ValueError), (dict(no_such_option=1), TypeError),
 ])
 def test_bad_options_are_refused_with_the_name(bad, error):
@@ -202,6 +203,35 @@ def test_gate_everything_returns_the_input(crm, data_root):
     masks = np.stack([coarse == k for k in range(1, 5)])
     seg = refine_segments(image, masks, crm, fuse=False, gate_min_confidence=1.0)
     assert seg.gated == [0, 1, 2, 3] and np.array_equal(seg.masks, masks)
+
+
+def test_pixel_gate_reverts_only_unconfident_changes():
+    from segrefine_plugins.multiobject.refine import _gate, _revert_unconfident
+
+    prob = np.array([[0.9, 0.6, 0.4, 0.1, 0.5, 0.7]], np.float32)
+    coarse = np.array([[False, False, True, True, True, True]])
+    opts = RoiOptions(gate_pixel_confidence=0.5)
+    out = _revert_unconfident(opts, prob, coarse)
+    # 0.9 / 0.1: confident changes stay; 0.6 / 0.4 / 0.5: weak changes go back to coarse;
+    # 0.7 agrees with coarse and is untouched
+    assert np.allclose(out[0, [0, 1, 2, 3, 5]], [0.9, 0.4, 0.6, 0.1, 0.7])
+    assert out[0, 4] > 0.5 and prob[0, 4] == 0.5              # the input is not modified
+    assert not _gate(opts, out, coarse)                        # confident changes survive
+    assert _gate(opts, _revert_unconfident(RoiOptions(gate_pixel_confidence=1.0), prob, coarse),
+                 coarse)                                       # nothing survives: gated
+    assert _revert_unconfident(RoiOptions(), prob, coarse) is prob
+    assert RoiOptions(gate_pixel_confidence=0.2).gated
+
+
+def test_pixel_gate_on_a_real_composite(crm, data_root):
+    image, truth, coarse = composite(data_root)
+    plain = refine_label_map(image, coarse, crm, min_area=50)
+    zero = refine_label_map(image, coarse, crm, min_area=50, gate_pixel_confidence=0.0)
+    assert zero.gated == 0 and np.array_equal(zero.labels, plain.labels)
+    half = refine_label_map(image, coarse, crm, min_area=50, gate_pixel_confidence=0.5)
+    assert 0 < np.count_nonzero(half.labels != coarse) < np.count_nonzero(plain.labels != coarse)
+    full = refine_label_map(image, coarse, crm, min_area=50, gate_pixel_confidence=1.0)
+    assert full.gated == len(full.rois) and np.array_equal(full.labels, coarse)
 
 
 # --------------------------------------------------------------------------- thin ROIs

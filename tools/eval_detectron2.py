@@ -28,7 +28,11 @@ detectron2's "separated" panoptic convention that PanopticFPN and PanopticFCN us
 contiguous ids 0..T-1 and stuff 1..S (0 is the semantic head's 'things' class).
 ``--gt-as-prediction`` feeds the ground truth as the model's output: a check of the dataset
 and the evaluators (the raw column must read 100), and a measure of what refinement does to
-perfect masks.
+perfect masks. ``--gt-degrade lowres8`` (or ``lowresN``, ``perturb``) feeds the ground truth
+degraded like a coarse segmenter's output instead: what refinement gains on coarse masks. With
+``MODEL.SEGREFINE.GATE_MIN_IOU`` / ``GATE_MIN_CONFIDENCE`` set, the two runs measure the
+do-no-harm gate's harm and gain; the segments it kept coarse are printed and saved
+(``segments_gated`` of ``segments_refined``).
 
 Several processes, as detectron2's own tools take them (``--num-gpus`` processes per machine;
 with ``MODEL.DEVICE cpu`` they are CPU processes on gloo), or started by torchrun:
@@ -60,10 +64,12 @@ from segrefine_plugins.detectron2.datasets import (make_ecssd_dataset,  # noqa: 
                                                    subset_dataset)
 from segrefine_plugins.detectron2.distributed import launch  # noqa: E402
 from segrefine_plugins.detectron2.evaluation import (CONFIG_EXTENSIONS,  # noqa: E402,F401
-                                                     METRICS, EvalSettings, GroundTruthModel,
+                                                     DEGRADE_HELP, METRICS, EvalSettings,
+                                                     GroundTruthModel,
                                                      apply_config_extension, build_evaluators,
                                                      build_wrapped_model, collect, evaluate,
-                                                     format_table, resolve_config_file,
+                                                     format_table, parse_degrade,
+                                                     resolve_config_file,
                                                      run_evaluation, setup_cfg)
 
 
@@ -89,6 +95,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--output', default='outputs/eval_detectron2', help='output folder')
     p.add_argument('--gt-as-prediction', action='store_true',
                    help='feed the ground truth as the model output (checks the evaluation)')
+    p.add_argument('--gt-degrade', metavar='KIND',
+                   help='feed the DEGRADED ground truth as the model output (a coarse '
+                        'segmenter stand-in; implies --gt-as-prediction). ' + DEGRADE_HELP)
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     p.add_argument('--make-ecssd-dataset', metavar='DIR',
                    help='write a tiny COCO-panoptic dataset from ECSSD to DIR and exit')
@@ -119,7 +128,7 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
         panoptic_root=args.panoptic_root, instances_json=args.instances_json,
         tasks=[t.strip() for t in args.tasks.split(',') if t.strip()],
         max_images=args.max_images, output=args.output, gt_as_prediction=args.gt_as_prediction,
-        progress=not args.no_progress)
+        gt_degrade=args.gt_degrade, progress=not args.no_progress)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Optional[Dict[str, Any]]:
@@ -129,7 +138,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Optional[Dict[str, Any]]:
         paths = make_ecssd_dataset(args.data, args.make_ecssd_dataset, args.num, args.size)
         print(json.dumps(paths, indent=1))
         return paths
-    if not args.config_file and not args.gt_as_prediction:
+    if args.gt_degrade:
+        try:
+            parse_degrade(args.gt_degrade)
+        except ValueError as err:
+            raise SystemExit(f'--gt-degrade: {err}') from err
+    if not args.config_file and not (args.gt_as_prediction or args.gt_degrade):
         raise SystemExit('--config-file is required')
     if not args.dataset and not args.image_root:
         raise SystemExit('give --dataset NAME or a custom dataset (--image-root ...)')

@@ -75,6 +75,8 @@ def add_segrefine_config(cfg: Any) -> None:
     # confidence |2p - 1| below GATE_MIN_CONFIDENCE, keeps its coarse mask.
     _C.GATE_MIN_IOU = -1.0
     _C.GATE_MIN_CONFIDENCE = -1.0
+    # Per pixel: changed pixels of confidence below GATE_PIXEL_CONFIDENCE keep their coarse label.
+    _C.GATE_PIXEL_CONFIDENCE = -1.0
     # Which outputs to refine.
     _C.REFINE_PANOPTIC = True   # 'panoptic_seg': every segment, things and stuff, fused
     _C.REFINE_INSTANCES = True  # 'instances': every mask of pred_masks

@@ -23,8 +23,9 @@ import dataclasses
 import importlib
 import json
 import os
+import re
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -32,9 +33,10 @@ import torch
 from .datasets import register_coco_dataset, subset_dataset
 from .distributed import unwrap_parallel
 
-__all__ = ['CONFIG_EXTENSIONS', 'METRICS', 'EvalSettings', 'GroundTruthModel',
+__all__ = ['CONFIG_EXTENSIONS', 'DEGRADE_HELP', 'METRICS', 'EvalSettings', 'GroundTruthModel',
            'apply_config_extension', 'build_evaluators', 'build_wrapped_model', 'collect',
-           'evaluate', 'format_table', 'resolve_config_file', 'run_evaluation', 'setup_cfg']
+           'degrade_id_map', 'evaluate', 'format_table', 'parse_degrade',
+           'resolve_config_file', 'run_evaluation', 'setup_cfg']
 
 #: Config extensions of the projects whose COCO gains the CRM paper reports.
 CONFIG_EXTENSIONS = {
@@ -183,14 +185,84 @@ def format_table(raw: Dict[str, float], refined: Dict[str, float], label: str = 
     return '\n'.join(lines)
 
 
+#: ``--gt-degrade`` kinds: ``lowresN`` (N an integer >= 2) and ``perturb``.
+DEGRADE_HELP = ('lowresN: every segment down-sampled N x (area) and up-sampled (bilinear), '
+                'pixels take the segment of highest up-sampled score (a low-resolution '
+                'segmenter); perturb: every thing mask perturbed as in training (IoU target '
+                '0.8..1.0, seeded by the image id), freed pixels take the largest stuff segment')
+
+
+def parse_degrade(spec: Optional[str]) -> Optional[Tuple[str, int]]:
+    """``None``/'' -> None; ``'lowres8'`` -> ``('lowres', 8)``; ``'perturb'`` -> ``('perturb', 0)``.
+
+    Raises ValueError naming the accepted forms on anything else.
+    """
+    if not spec:
+        return None
+    m = re.fullmatch(r'lowres(\d+)', spec)
+    if m and int(m.group(1)) >= 2:
+        return 'lowres', int(m.group(1))
+    if spec == 'perturb':
+        return 'perturb', 0
+    raise ValueError(f'unknown degradation {spec!r}: use lowresN (N >= 2, e.g. lowres8) or perturb')
+
+
+def degrade_id_map(ids: np.ndarray, infos: Sequence[Dict[str, Any]], spec: str,
+                   seed: int = 0) -> np.ndarray:
+    """A degraded copy of a panoptic id map (see :data:`DEGRADE_HELP`).
+
+    Args:
+        ids: (H, W) int32 segment ids (0 = void); ``infos`` their segments (``id``,
+            ``isthing``).
+        spec: 'lowresN' or 'perturb'.
+        seed: seed of the perturbation (deterministic per image).
+
+    Returns:
+        (H, W) int32 ids; segments may shrink, grow or vanish, no new id appears.
+    """
+    import cv2
+
+    from ..training.perturbation import perturb_mask
+
+    kind, factor = parse_degrade(spec)
+    segs = [int(s['id']) for s in infos]
+    h, w = ids.shape
+    if kind == 'lowres':
+        size = (max(1, round(w / factor)), max(1, round(h / factor)))
+        labels = [0] + segs       # void competes too, so void regions stay void
+        scores = np.stack([cv2.resize(cv2.resize((ids == sid).astype(np.float32), size,
+                                                 interpolation=cv2.INTER_AREA),
+                                      (w, h), interpolation=cv2.INTER_LINEAR)
+                           for sid in labels])
+        return np.asarray(labels, dtype=np.int32)[scores.argmax(axis=0)]
+    rng = np.random.default_rng(seed)
+    things = [s for s in infos if s['isthing']]
+    stuff = [int(s['id']) for s in infos if not s['isthing']]
+    out = ids.copy()
+    freed = np.isin(ids, [int(s['id']) for s in things])
+    fill = max(stuff, key=lambda sid: int(np.count_nonzero(ids == sid))) if stuff else 0
+    out[freed] = fill
+    for s in things:
+        mask = (ids == int(s['id'])).astype(np.uint8) * 255
+        out[perturb_mask(mask, rng) > 127] = int(s['id'])
+    return out
+
+
 class GroundTruthModel(torch.nn.Module):
-    """A stand-in "model" whose outputs are the ground truth of the inputs.
+    """A stand-in "model" whose outputs are the ground truth of the inputs, optionally degraded.
 
     ``panoptic_seg`` from ``pan_seg_file_name`` / ``segments_info`` (things scored 1.0) and
     ``instances`` from the thing segments (full-size bool masks, boxes from the masks).
+    ``degrade`` ('lowresN' / 'perturb', :func:`degrade_id_map`) turns the ground truth into a
+    coarse segmenter's output first; segments that vanish are dropped from both outputs.
     """
 
     input_format = 'BGR'
+
+    def __init__(self, degrade: Optional[str] = None) -> None:
+        super().__init__()
+        parse_degrade(degrade)
+        self.degrade = degrade or None
 
     def forward(self, batched_inputs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         from detectron2.structures import BitMasks, Instances
@@ -204,8 +276,14 @@ class GroundTruthModel(torch.nn.Module):
                                  'dataset (inputs with pan_seg_file_name)')
             ids = rgb2id(np.asarray(Image.open(inp['pan_seg_file_name']).convert('RGB'),
                                     dtype=np.uint32)).astype(np.int32)
+            if self.degrade:
+                ids = degrade_id_map(ids, inp['segments_info'], self.degrade,
+                                     seed=int(inp.get('image_id', 0)))
+            present = set(np.unique(ids).tolist())
             infos = []
             for s in inp['segments_info']:
+                if int(s['id']) not in present:
+                    continue
                 info = {'id': int(s['id']), 'isthing': bool(s['isthing']),
                         'category_id': int(s['category_id'])}
                 if info['isthing']:
@@ -234,8 +312,10 @@ def evaluate(model: Any, dataset: str, cfg: Any, output_dir: str,
 
     Returns:
         ``{'raw': {...}, 'refined': {...}, 'images': n, 'processes': p, 'seconds_model': s,
-        'seconds_refine': s}`` (metrics in percent, as detectron2 reports them; seconds summed
-        over the processes).
+        'seconds_refine': s, 'segments_refined': n, 'segments_gated': n}`` (metrics in percent,
+        as detectron2 reports them; seconds and counts summed over the processes;
+        ``segments_gated`` of the ``segments_refined`` segments / instances kept their coarse
+        mask by the do-no-harm gate, see ``MODEL.SEGREFINE.GATE_*``).
     """
     from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_test_loader
     from detectron2.utils import comm
@@ -247,6 +327,7 @@ def evaluate(model: Any, dataset: str, cfg: Any, output_dir: str,
     evs = {tag: build_evaluators(dataset, os.path.join(output_dir, tag), tasks)
            for tag in ('raw', 'refined')}
     t_model = t_refine = 0.0
+    counts0 = (wrapper.segments_refined, wrapper.segments_gated)
     with torch.no_grad():
         for inputs in tqdm(loader, total=len(loader), desc='eval',
                            disable=not progress or not comm.is_main_process()):
@@ -260,7 +341,8 @@ def evaluate(model: Any, dataset: str, cfg: Any, output_dir: str,
             for tag, outs in (('raw', raw), ('refined', refined)):
                 for ev in evs[tag].values():
                     ev.process(inputs, _for_evaluator(outs))
-    times = comm.gather((t_model, t_refine))
+    times = comm.gather((t_model, t_refine, wrapper.segments_refined - counts0[0],
+                         wrapper.segments_gated - counts0[1]))
     metrics = {}
     for tag in ('raw', 'refined'):   # every rank evaluates (gathering is collective)
         merged: Dict[str, Any] = {}
@@ -271,7 +353,9 @@ def evaluate(model: Any, dataset: str, cfg: Any, output_dir: str,
         return None
     return {'images': len(dicts), 'processes': comm.get_world_size(),
             'seconds_model': sum(t[0] for t in times),
-            'seconds_refine': sum(t[1] for t in times), **metrics}
+            'seconds_refine': sum(t[1] for t in times),
+            'segments_refined': sum(t[2] for t in times),
+            'segments_gated': sum(t[3] for t in times), **metrics}
 
 
 @dataclasses.dataclass
@@ -280,7 +364,8 @@ class EvalSettings:
 
     A dataset is ``dataset`` (a registered name) or a COCO-format one (``image_root`` with
     ``panoptic_json`` + ``panoptic_root`` and / or ``instances_json``; registered in each
-    process as ``segrefine_eval``).
+    process as ``segrefine_eval``). ``gt_degrade`` ('lowresN' / 'perturb') feeds the degraded
+    ground truth as the output (:class:`GroundTruthModel`; implies ``gt_as_prediction``).
     """
 
     config_files: List[str] = dataclasses.field(default_factory=list)
@@ -297,6 +382,7 @@ class EvalSettings:
     max_images: Optional[int] = None
     output: str = 'outputs/eval_detectron2'
     gt_as_prediction: bool = False
+    gt_degrade: Optional[str] = None
     progress: bool = True
     verbose: bool = True
 
@@ -333,8 +419,8 @@ def run_evaluation(settings: EvalSettings) -> Optional[Dict[str, Any]]:
     os.makedirs(settings.output, exist_ok=True)
     dataset = subset_dataset(settings.register(), settings.max_images,
                              os.path.join(settings.output, 'gt'))
-    if settings.gt_as_prediction:
-        model = wrap_model(GroundTruthModel(), build_refiner_from_cfg(cfg),
+    if settings.gt_as_prediction or settings.gt_degrade:
+        model = wrap_model(GroundTruthModel(settings.gt_degrade), build_refiner_from_cfg(cfg),
                            **wrapper_options(cfg)).eval()
     else:
         model = build_wrapped_model(cfg)
@@ -350,8 +436,11 @@ def run_evaluation(settings: EvalSettings) -> Optional[Dict[str, Any]]:
         print(f'time: model {result["seconds_model"]:.2f} s, refinement '
               f'{result["seconds_refine"]:.2f} s ({result["images"]} images, '
               f'{result["processes"]} process(es))')
+        print(f'segments: {result["segments_refined"]} refined, {result["segments_gated"]} '
+              f'kept coarse by the gate')
     result.update(dataset=dataset, table=table, config=cfg.dump(),
-                  refiner=repr(model.refiner), gt_as_prediction=settings.gt_as_prediction)
+                  refiner=repr(model.refiner), gt_as_prediction=settings.gt_as_prediction,
+                  gt_degrade=settings.gt_degrade)
     with open(os.path.join(settings.output, 'results.json'), 'w') as f:
         json.dump(result, f, indent=1)
     comm.synchronize()

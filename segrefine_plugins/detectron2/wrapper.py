@@ -133,7 +133,9 @@ def wrapper_options(cfg: Any) -> Dict[str, Any]:
                      roi_batch_size=seg.ROI_BATCH_SIZE,
                      gate_min_iou=seg.GATE_MIN_IOU if seg.GATE_MIN_IOU >= 0 else None,
                      gate_min_confidence=(seg.GATE_MIN_CONFIDENCE
-                                          if seg.GATE_MIN_CONFIDENCE >= 0 else None))
+                                          if seg.GATE_MIN_CONFIDENCE >= 0 else None),
+                     gate_pixel_confidence=(seg.GATE_PIXEL_CONFIDENCE
+                                            if seg.GATE_PIXEL_CONFIDENCE >= 0 else None))
     return dict(enabled=seg.ENABLED, roi_options=roi, refine_panoptic=seg.REFINE_PANOPTIC,
                 refine_instances=seg.REFINE_INSTANCES, refine_sem_seg=seg.REFINE_SEM_SEG,
                 instances_fuse=seg.INSTANCES_FUSE, recompute_boxes=seg.RECOMPUTE_BOXES,
@@ -270,7 +272,7 @@ class SegRefineWrapper(nn.Module):
                                                   self.roi_options, stats=self._count)
         if 'instances' in todo:
             new['instances'] = refine_instances(
-                image, out['instances'], self.refiner, self.roi_options,
+                image, out['instances'], self.refiner, options=self.roi_options,
                 fuse=self.instances_fuse, recompute_boxes=self.recompute_boxes,
                 mask_threshold=self.mask_threshold, stats=self._count)
         if 'sem_seg' in todo:

@@ -105,12 +105,30 @@ def _fit_roi(roi: Roi, refiner: Refiner, min_size: int, shape: Tuple[int, int]) 
     return ensure_min_size(roi, (short, 1) if h < w else (1, short), shape)
 
 
+def _revert_unconfident(options: RoiOptions, prob: np.ndarray, coarse: np.ndarray
+                        ) -> np.ndarray:
+    """``prob`` with the changed pixels of confidence below ``gate_pixel_confidence`` mirrored
+    to the coarse side (``1 - p``; 0.5 itself becomes just above 0.5 where coarse is set)."""
+    if options.gate_pixel_confidence is None:
+        return prob
+    weak = ((prob > 0.5) != coarse) & (np.abs(2.0 * prob - 1.0) < options.gate_pixel_confidence)
+    if not weak.any():
+        return prob
+    out = prob.copy()
+    out[weak] = 1.0 - out[weak]
+    tie = weak & coarse & (out <= 0.5)
+    out[tie] = np.nextafter(np.float32(0.5), np.float32(1.0))
+    return out
+
+
 def _gate(options: RoiOptions, prob: np.ndarray, coarse: np.ndarray) -> bool:
     """True when the do-no-harm gate keeps the coarse mask of this ROI (see RoiOptions)."""
     if not options.gated:
         return False
     refined = prob > 0.5
     changed = refined != coarse
+    if options.gate_pixel_confidence is not None and not changed.any():
+        return True
     if options.gate_min_iou is not None:
         union = int(np.count_nonzero(refined | coarse))
         iou = int(np.count_nonzero(refined & coarse)) / union if union else 1.0
@@ -147,6 +165,7 @@ class _RoiRunner:
 
     def _flush(self, pending: List[Roi]) -> Iterator[Tuple[Roi, np.ndarray, bool]]:
         for roi, prob in zip(pending, self._probs(pending)):
+            prob = _revert_unconfident(self.options, prob, roi.mask)
             gated = _gate(self.options, prob, roi.mask)
             self.gated += gated
             yield roi, prob, gated
