@@ -99,15 +99,17 @@ MODES: Dict[str, Mode] = {m.name: m for m in (
 MODE_OPTIONS = ('threads', 'runs', 'warmup', 'env')
 
 
-def load_modes_file(path: str) -> List[Mode]:
-    """The ``MODES`` list of a Python file: ``[(name, {refiner kwargs}, {options}), ...]``."""
+def load_modes_file(path: str, check: bool = True) -> List[Mode]:
+    """The ``MODES`` list of a Python file: ``[(name, {refiner kwargs}, {options}), ...]``
+    (``check``: validate the options of this tool; benchmark_mmseg takes other ones)."""
     import runpy
     if not os.path.isfile(path):
         raise SystemExit(f'error: --modes-file {path!r} not found')
     entries = runpy.run_path(path).get('MODES')
     if not isinstance(entries, (list, tuple)):
         raise SystemExit(f'error: {path} defines no MODES list')
-    return [check_mode(Mode(*e) if not isinstance(e, Mode) else e) for e in entries]
+    modes = [Mode(*e) for e in entries]
+    return [check_mode(m) for m in modes] if check else modes
 
 
 def check_mode(mode: Mode) -> Mode:
