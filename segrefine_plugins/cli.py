@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--fast', action='store_true', help='CascadePSP global step only')
     r.add_argument('--device', help="torch device, e.g. 'cpu' or 'cuda'")
     r.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'),
-                   help='default fp32; bf16 needs a GPU or a CPU with avx512_bf16 / AMX, fp16 a GPU')
+                   help='default fp32; bf16 needs a GPU or a CPU with avx512_bf16 / AMX, '
+                        'fp16 a GPU')
     r.add_argument('--channels-last', action='store_true', dest='channels_last', default=None,
                    help='run the network in channels-last memory format')
     r.add_argument('--compile', action='store_true', help='torch.compile the network (opt-in)')
