@@ -115,6 +115,10 @@ def check_compile(device: torch.device) -> None:
     """Raise :class:`UnsupportedModeError` where ``torch.compile`` cannot run here."""
     if not hasattr(torch, 'compile'):
         raise UnsupportedModeError(f'compile=True needs torch >= 2.0, this is {torch.__version__}')
+    if device.type == 'cpu' and _cpp_compiler() is None:   # checked first: no dynamo import
+        raise UnsupportedModeError(
+            'compile=True on a CPU needs a C++ compiler for the inductor backend (g++ or '
+            'clang++ on PATH, or $CXX); none found: install one or use compile=False')
     try:
         import torch._dynamo as dynamo
         supported = dynamo.is_dynamo_supported()
@@ -124,12 +128,6 @@ def check_compile(device: torch.device) -> None:
     if not supported:
         raise UnsupportedModeError('compile=True: TorchDynamo does not support this Python / '
                                    'platform; use compile=False')
-    if device.type == 'cpu':
-        compiler = _cpp_compiler()
-        if compiler is None:
-            raise UnsupportedModeError(
-                'compile=True on a CPU needs a C++ compiler for the inductor backend (g++ or '
-                'clang++ on PATH, or $CXX); none found: install one or use compile=False')
 
 
 def _cpp_compiler() -> Optional[str]:
