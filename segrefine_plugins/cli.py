@@ -81,7 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--L', type=int, help='CascadePSP working resolution (long side)')
     r.add_argument('--fast', action='store_true', help='CascadePSP global step only')
     r.add_argument('--device', help="torch device, e.g. 'cpu' or 'cuda'")
-    r.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), help='default fp32')
+    r.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'),
+                   help='default fp32; bf16 needs a GPU or a CPU with avx512_bf16 / AMX, '
+                        'fp16 a GPU')
+    r.add_argument('--channels-last', action='store_true', dest='channels_last', default=None,
+                   help='run the network in channels-last memory format')
+    r.add_argument('--compile', action='store_true', help='torch.compile the network (opt-in)')
+    r.add_argument('--backend', choices=('torch', 'onnxruntime'),
+                   help='onnxruntime: run the exported network on CPU (default torch)')
+    r.add_argument('--threads', type=int, metavar='N',
+                   help='torch threads (OpenCV: 1); default min(CPUs, 4). Use fewer than the '
+                        'cores on a busy machine')
     r.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                    help='any other refiner argument: a Python literal (4, 0.5, (0.5, 1.0)), '
                    'true/false/yes/no, or a string; repeatable')
@@ -141,11 +151,12 @@ def refiner_config(args: argparse.Namespace) -> Dict[str, Any]:
             cfg['checkpoint'] = checkpoint_path(args.checkpoint)
         except CheckpointError as e:
             raise UsageError(str(e)) from None
-    for key in ('L', 'device', 'precision'):
+    for key in ('L', 'device', 'precision', 'channels_last', 'backend'):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
-    if args.fast:
-        cfg['fast'] = True
+    for key in ('fast', 'compile'):
+        if getattr(args, key):
+            cfg[key] = True
     cfg.update(_parse_set(args.set))
     return cfg
 
@@ -296,6 +307,11 @@ def cmd_refine(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_out_dir(out, pairing)
     cfg = refiner_config(args)
+    from .threads import configure_threads
+    try:
+        configure_threads(args.threads)
+    except ValueError as e:
+        raise UsageError(f'--threads: {e}') from None
     roi = _roi_options(args.roi)
     jobs, incomplete = _plan_jobs(pairing, out, args.overlay, args.overwrite)
     if incomplete:

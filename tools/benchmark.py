@@ -1,34 +1,55 @@
 #!/usr/bin/env python3
-"""Time a refiner and measure its peak memory, for one or several configurations.
+"""Benchmark refiner modes: one table of time, speed ratio, peak memory and quality.
 
-Examples (from the repository root; no real weights exist here, so ``--synthetic-weights``
-builds the golden-recipe checkpoint from the spec's manifest)::
+Examples (from the repository root; ``--synthetic-weights`` builds the golden-recipe
+checkpoint from the spec's manifest, for timing: its outputs are meaningless for quality)::
 
-    python tools/benchmark.py --synthetic-weights --L 900 \\
-        --variant fast:fast=true --variant full --variant full-crop1:crop_batch_size=1
-    python tools/benchmark.py --type CRM --synthetic-weights --size 0.25x --runs 1 \\
-        --variant all --variant roi:roi_only=true
+    # CPU fast modes against the exact fp32 mode, on the high-resolution sample
+    python tools/benchmark.py --type CRM --mode fp32 --mode bf16 --mode onnxruntime
+    # the same over 100 ECSSD images (coarse masks: the published perturbation), with quality
+    python tools/benchmark.py --type CRM --dataset ../shared/data/ecssd --limit 100 \
+        --mode fp32 --mode bf16
+    # ad-hoc variants (refiner keyword arguments)
+    python tools/benchmark.py --synthetic-weights --L 900 \
+        --variant full --variant fast:fast=true --variant full-crop1:crop_batch_size=1
+
+Modes are ``(name, refiner keyword arguments, extra options)``: ``--mode NAME`` takes one of
+:data:`MODES` (fp32, channels-last, bf16, bf16-cl, compile, onnxruntime), ``--variant
+NAME[:k=v,...]`` gives the keyword arguments inline, and ``--modes-file FILE.py`` adds the
+modes its ``MODES`` list defines (``[(name, {kwargs}, {options}), ...]``), so new knobs are
+benchmarked without editing this tool. Options: ``threads`` (torch threads of that mode),
+``runs`` / ``warmup`` (override the command line), ``env`` (extra environment variables of
+that mode's process, e.g. ``{'OMP_WAIT_POLICY': 'PASSIVE'}``).
 
 Method:
 
-* every variant runs in its own fresh Python process (one after the other), so allocator
-  caches and peaks of one variant do not leak into the next;
-* the refiner is built and the input read and resized first; then ``--warmup`` untimed runs;
-  then ``--runs`` timed runs of ``refiner.refine(image, mask)`` (numpy in, numpy out, the
-  whole pipeline), timed with ``time.perf_counter`` (CUDA synchronised); the table gives the
-  median and the minimum;
+* every mode runs in its own fresh Python process (one after the other), so allocator
+  caches and peaks of one mode do not leak into the next; threads are set explicitly
+  (``segrefine_plugins.threads.configure_threads``: torch ``--threads``, OpenCV 1), and the
+  header prints them with the CPU's features (avx512_bf16, AMX);
+* one image (``--image``, default the 3492x2328 high-resolution sample; ``--size`` resizes
+  it): the refiner is built, then ``--warmup`` untimed runs, then ``--runs`` timed runs of
+  ``refiner.refine(image, mask)`` (numpy in, numpy out, the whole pipeline), timed with
+  ``time.perf_counter`` (CUDA synchronised): ``s / image`` is their median;
+* a set (``--dataset DIR`` with ``images/`` + ``masks/``, e.g. ECSSD, ``--limit`` pairs):
+  the coarse input of each image is made from its ground truth (``--coarse perturb``: the
+  published perturbation at IoU 0.8, seeded by the index, as tools/eval_default.py;
+  ``lowres``: 8x down and up), the first image is refined ``--warmup`` times untimed, then
+  every image once, timed: ``s / image`` is the median over the images;
+* ``speed-up``: the reference mode's median over this mode's (the reference is the first
+  mode, or ``--reference``; make it the exact fp32 mode), in the same run;
 * CPU memory: the kernel's peak resident set size (``VmHWM``), reset after the warm-up by
   writing ``5`` to ``/proc/self/clear_refs`` so that it covers the timed runs only (where that
-  reset is not allowed, the process-lifetime peak ``ru_maxrss`` is used and the table says
-  so). ``peak RSS`` is the whole process (weights, input, Python, torch); ``+work`` is that
-  peak minus the RSS measured after building the refiner (weights loaded) and before the
-  first run: the pipeline's working memory, allocator caches included;
-* GPU memory: ``torch.cuda.max_memory_allocated`` over the timed runs (reset after the
-  warm-up), ``+work`` the same minus the memory allocated before the first run;
-* ``max|diff|``: the largest absolute difference between the variant's output probability
-  map and the reference variant's (the first, or ``--reference``) on the same input.
-* ``refiner stats``: the refiner's ``last_stats`` after the last run, where it has them
-  (CascadePSP: global-step size, crops on the grid, crops kept by the skip rule).
+  reset is not allowed, the process-lifetime peak ``ru_maxrss`` is used and the header says
+  so). ``peak GB`` is the whole process (weights, input, Python, torch); ``+work GB`` is that
+  peak minus the RSS measured after building the refiner and before the first run;
+  GPU: ``torch.cuda.max_memory_allocated`` over the timed runs;
+* quality, outputs binarised at p > 0.5: ``IoU / mBA vs ref`` of this mode's masks taking
+  the reference mode's as the ground truth (100 = identical), and, with a dataset, ``dIoU /
+  dmBA vs GT``: this mode's IoU (accumulated) and mBA (mean) against the real ground truth
+  minus the reference's (the reference's own values are in the header); ``max|diff|``: the
+  largest absolute difference of the probability maps to the reference's;
+* ``refiner stats``: the refiner's ``last_stats`` after the last run, where it has them.
 
 Variant syntax: ``--variant NAME[:key=value,key=value...]``; values are read by the package's
 one option parser (:mod:`segrefine_plugins.options`): ``true``/``false``/``yes``/``no``/``none``,
@@ -51,7 +72,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = Path(os.environ.get('SEGREFINE_SPEC', REPO / 'tests' / 'spec'))
@@ -59,6 +80,53 @@ GB = 1024 ** 3
 
 sys.path.insert(0, str(REPO))
 from segrefine_plugins.options import OptionError, parse_key_values, parse_value  # noqa: E402,F401
+
+
+class Mode(NamedTuple):
+    """One benchmarked configuration: refiner keyword arguments and extra options
+    (``threads``, ``runs``, ``warmup``, ``env``)."""
+
+    name: str
+    refiner: Dict[str, Any]
+    options: Dict[str, Any]
+
+
+#: Built-in modes (``--mode NAME``). fp32 is the exact parity mode, the reference.
+MODES: Dict[str, Mode] = {m.name: m for m in (
+    Mode('fp32', {}, {}),
+    Mode('channels-last', {'channels_last': True}, {}),
+    Mode('bf16', {'precision': 'bf16'}, {}),
+    Mode('bf16-cl', {'precision': 'bf16', 'channels_last': True}, {}),
+    Mode('compile', {'compile': True}, {}),
+    Mode('onnxruntime', {'backend': 'onnxruntime'}, {}),
+)}
+MODE_OPTIONS = ('threads', 'runs', 'warmup', 'env')
+
+
+def load_modes_file(path: str, check: bool = True) -> List[Mode]:
+    """The ``MODES`` list of a Python file: ``[(name, {refiner kwargs}, {options}), ...]``
+    (``check``: validate the options of this tool; benchmark_mmseg takes other ones)."""
+    import runpy
+    if not os.path.isfile(path):
+        raise SystemExit(f'error: --modes-file {path!r} not found')
+    entries = runpy.run_path(path).get('MODES')
+    if not isinstance(entries, (list, tuple)):
+        raise SystemExit(f'error: {path} defines no MODES list')
+    modes = [Mode(*e) for e in entries]
+    return [check_mode(m) for m in modes] if check else modes
+
+
+def check_mode(mode: Mode) -> Mode:
+    """Validate a mode's types and option names (SystemExit naming the problem)."""
+    if not isinstance(mode.name, str) or not mode.name or not isinstance(mode.refiner, dict) \
+            or not isinstance(mode.options, dict):
+        raise SystemExit(f'error: a mode is (name, dict of refiner kwargs, dict of options), '
+                         f'got {tuple(mode)!r}')
+    unknown = sorted(set(mode.options) - set(MODE_OPTIONS))
+    if unknown:
+        raise SystemExit(f'error: mode {mode.name!r}: unknown option(s) {unknown}; '
+                         f'known: {list(MODE_OPTIONS)}')
+    return mode
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -124,19 +192,21 @@ def peak_rss_bytes() -> int:
 
 
 # ---------------------------------------------------------------------------- worker
-def run_worker(job_path: str) -> None:
-    """Run one variant (in a fresh process) and write its result JSON and output array."""
-    job = json.loads(Path(job_path).read_text())
-    sys.path.insert(0, str(REPO))
-    import numpy as np
-    import torch
+def _load_inputs(job: Dict[str, Any]) -> List[Tuple[str, Any, Any, Any]]:
+    """(name, image, coarse mask, ground truth or None) of the job's images."""
     import cv2
 
-    from segrefine_plugins import build_refiner
     from segrefine_plugins.io import read_image, read_mask
-
-    if job['threads']:
-        torch.set_num_threads(job['threads'])
+    if job.get('dataset'):
+        sys.path.insert(0, str(REPO / 'tools'))
+        from eval_default import coarse_mask
+        from segrefine_plugins.training.datasets import find_pairs, read_pair
+        pairs = find_pairs(job['dataset'])[:job['limit']]
+        items = []
+        for i, pair in enumerate(pairs):
+            image, gt = read_pair(*pair)
+            items.append((Path(pair[0]).stem, image, coarse_mask(job['coarse'], gt, i), gt > 127))
+        return items
     image, mask = read_image(job['image']), read_mask(job['mask'])
     if job['size']:
         w, h = parse_size(job['size'], image.shape[1], image.shape[0])
@@ -144,6 +214,21 @@ def run_worker(job_path: str) -> None:
         image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink
                            else cv2.INTER_CUBIC)
         mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
+    return [(Path(job['image']).stem, image, mask, None)]
+
+
+def run_worker(job_path: str) -> None:
+    """Run one mode (in a fresh process) and write its result JSON and outputs (npz)."""
+    job = json.loads(Path(job_path).read_text())
+    sys.path.insert(0, str(REPO))
+    import numpy as np
+    import torch
+
+    from segrefine_plugins import build_refiner
+    from segrefine_plugins.threads import configure_threads
+
+    threads = configure_threads(job['threads'])
+    items = _load_inputs(job)
     refiner = build_refiner(job['cfg'])
     cuda = refiner.device.type == 'cuda'
 
@@ -153,7 +238,7 @@ def run_worker(job_path: str) -> None:
 
     idle = torch.cuda.memory_allocated(refiner.device) if cuda else rss_bytes()
     for _ in range(job['warmup']):
-        refiner.refine(image, mask)
+        refiner.refine(items[0][1], items[0][2])
     sync()
     if cuda:
         torch.cuda.reset_peak_memory_stats(refiner.device)
@@ -161,17 +246,22 @@ def run_worker(job_path: str) -> None:
     else:
         method = 'VmHWM reset after warm-up' if reset_peak_rss() else 'ru_maxrss (lifetime)'
     times = []
-    prob = None
-    for _ in range(job['runs']):
-        t0 = time.perf_counter()
-        prob = refiner.refine(image, mask)
-        sync()
-        times.append(time.perf_counter() - t0)
+    outputs = {}
+    repeat = job['runs'] if len(items) == 1 else 1
+    for name, image, mask, _ in items:
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            prob = refiner.refine(image, mask)
+            sync()
+            times.append(time.perf_counter() - t0)
+        outputs[name] = prob
     peak = torch.cuda.max_memory_allocated(refiner.device) if cuda else peak_rss_bytes()
-    np.save(job['output'], prob)
+    np.savez(job['output'], **outputs)
+    first = items[0][1]
     Path(job['result']).write_text(json.dumps({
         'times': times, 'peak': peak, 'idle': idle, 'memory_method': method,
-        'input': f'{image.shape[1]}x{image.shape[0]}', 'threads': torch.get_num_threads(),
+        'input': f'{first.shape[1]}x{first.shape[0]}' if len(items) == 1
+        else f'{len(items)} images', 'threads': threads,
         'device': torch.cuda.get_device_name(refiner.device) if cuda else platform.processor()
         or platform.machine(), 'refiner': repr(refiner),
         'stats': getattr(refiner, 'last_stats', None) or {}}, default=str))
@@ -199,6 +289,79 @@ def fmt_gb(n: Optional[float]) -> str:
     return '-' if n is None else f'{n / GB:.2f}'
 
 
+def quality(outputs: Any, reference: Any, gts: Optional[Dict[str, Any]]) -> Dict[str, float]:
+    """Agreement with the reference mode's outputs and, with ground truths, IoU / mBA
+    against them (fractions); ``max_abs_diff`` over all images."""
+    import numpy as np
+
+    from segrefine_plugins.metrics import MetricSummary
+    vs_ref, vs_gt = MetricSummary(), MetricSummary()
+    diff = 0.0
+    for name in reference.files:
+        out, ref = outputs[name], reference[name]
+        if out.shape != ref.shape:
+            return {}
+        diff = max(diff, float(np.abs(out - ref).max()))
+        vs_ref.update(ref > 0.5, out > 0.5)
+        if gts is not None:
+            vs_gt.update(gts[name], out > 0.5)
+    r = vs_ref.result()
+    res = {'max_abs_diff': diff, 'iou_vs_ref': r['iou'], 'mba_vs_ref': r['mba']}
+    if gts is not None:
+        g = vs_gt.result()
+        res.update(iou_vs_gt=g['iou'], mba_vs_gt=g['mba'])
+    return res
+
+
+def format_table(rows: List[Dict[str, Any]], reference: str) -> List[str]:
+    """The markdown table of the modes (see the module docstring)."""
+    ref = next(r for r in rows if r['name'] == reference)
+    ref_s = statistics.median(ref['times'])
+    has_gt = 'iou_vs_gt' in ref
+    header = ['mode', 'options', 's / image', f'speed-up vs {reference}', 'peak GB', '+work GB',
+              'IoU vs ref', 'mBA vs ref']
+    header += ['dIoU vs GT', 'dmBA vs GT'] if has_gt else []
+    header += ['max|diff|', 'refiner stats']
+    table = [header]
+
+    def pct(r: Dict[str, Any], key: str, delta: bool = False) -> str:
+        if key not in r:
+            return '-'
+        v = 100 * (r[key] - ref[key]) if delta else 100 * r[key]
+        return f'{v:+.2f}' if delta else f'{v:.2f}'
+
+    for r in rows:
+        med = statistics.median(r['times'])
+        opts = ','.join(f'{k}={v}' for k, v in {**r['options'], **r['mode_options']}.items())
+        row = [r['name'], opts or '-', f'{med:.2f}', f'{ref_s / med:.2f}x', fmt_gb(r['peak']),
+               fmt_gb(r['peak'] - r['idle']), pct(r, 'iou_vs_ref'), pct(r, 'mba_vs_ref')]
+        if has_gt:
+            row += [pct(r, 'iou_vs_gt', True), pct(r, 'mba_vs_gt', True)]
+        row += ['-' if 'max_abs_diff' not in r else f'{r["max_abs_diff"]:.2e}',
+                ' '.join(f'{k}={v}' for k, v in r['stats'].items()) or '-']
+        table.append(row)
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = []
+    for i, row in enumerate(table):
+        lines.append('| ' + ' | '.join(c.ljust(wd) for c, wd in zip(row, widths)) + ' |')
+        if i == 0:
+            lines.append('| ' + ' | '.join('-' * wd for wd in widths) + ' |')
+    return lines
+
+
+def collect_modes(a: argparse.Namespace) -> List[Mode]:
+    """The modes of ``--mode``, ``--variant`` and ``--modes-file``, in that order."""
+    modes: List[Mode] = []
+    for name in a.mode:
+        if name not in MODES:
+            raise SystemExit(f'error: unknown --mode {name!r}; built-in: {sorted(MODES)}')
+        modes.append(MODES[name])
+    modes += [Mode(n, kw, {}) for n, kw in (parse_variant(v) for v in a.variant)]
+    if a.modes_file:
+        modes += load_modes_file(a.modes_file)
+    return [check_mode(m) for m in modes] or [Mode('default', {}, {})]
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -213,19 +376,28 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help='default: the shipped aeroplane sample (3492x2328)')
     p.add_argument('--mask', help='default: <image stem>_coarse.png beside the image')
     p.add_argument('--size', help='resize the input first: WxH, or Sx to scale both sides')
+    p.add_argument('--dataset', help='a folder with images/ + masks/ (ground truth): time '
+                                     'and score every pair instead of --image')
+    p.add_argument('--limit', type=int, default=100, help='pairs of --dataset (default 100)')
+    p.add_argument('--coarse', default='perturb', choices=('perturb', 'lowres'),
+                   help='coarse inputs made from the ground truth of --dataset')
     p.add_argument('--L', type=int, help='CascadePSP long side / crop size')
     p.add_argument('--fast', action='store_true', help='CascadePSP fast mode (global only)')
     p.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'])
     p.add_argument('--device', default='cpu')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                    help='extra refiner keyword argument (repeatable)')
+    p.add_argument('--mode', action='append', default=[], metavar='NAME',
+                   help=f'a built-in mode (repeatable): {", ".join(MODES)}')
     p.add_argument('--variant', action='append', default=[], metavar='NAME[:K=V,...]',
-                   help='a configuration to run (repeatable); default one named "default"')
-    p.add_argument('--reference', help='variant the max|diff| column compares with '
+                   help='an ad-hoc mode: refiner keyword arguments (repeatable)')
+    p.add_argument('--modes-file', help='a .py file with MODES = [(name, {kwargs}, {options})]')
+    p.add_argument('--reference', help='mode the ratios and quality columns compare with '
                                        '(default: the first)')
-    p.add_argument('--runs', type=int, default=3, help='timed runs per variant')
+    p.add_argument('--runs', type=int, default=3, help='timed runs per mode (one image)')
     p.add_argument('--warmup', type=int, default=1, help='untimed runs first')
-    p.add_argument('--threads', type=int, help='torch.set_num_threads (default: torch\'s)')
+    p.add_argument('--threads', type=int, help='torch threads (default: min(CPUs, 4)); '
+                                               'OpenCV runs 1')
     p.add_argument('--spec', default=str(SPEC), help='spec folder (manifests, golden/)')
     p.add_argument('--json', help='also write the results to this JSON file')
     p.add_argument('--_worker', help=argparse.SUPPRESS)
@@ -234,20 +406,25 @@ def main(argv: Optional[List[str]] = None) -> int:
         run_worker(a._worker)
         return 0
 
-    if a.runs < 1 or a.warmup < 0:
-        raise SystemExit('error: --runs must be >= 1 and --warmup >= 0')
+    if a.runs < 1 or a.warmup < 0 or a.limit < 1:
+        raise SystemExit('error: --runs and --limit must be >= 1 and --warmup >= 0')
     image = Path(a.image)
     mask = Path(a.mask) if a.mask else image.with_name(f'{image.stem}_coarse.png')
-    for path in (image, mask):
-        if not path.is_file():
-            raise SystemExit(f'error: {path} not found (pass --image / --mask)')
-    variants = [parse_variant(v) for v in a.variant] or [('default', {})]
-    names = [n for n, _ in variants]
+    if a.dataset:
+        if not (Path(a.dataset) / 'images').is_dir():
+            raise SystemExit(f'error: --dataset {a.dataset} has no images/ folder')
+    else:
+        for path in (image, mask):
+            if not path.is_file():
+                raise SystemExit(f'error: {path} not found (set SEGREFINE_DATA or pass '
+                                 f'--image / --mask)')
+    modes = collect_modes(a)
+    names = [m.name for m in modes]
     if len(set(names)) != len(names):
-        raise SystemExit(f'error: variant names must be unique, got {names}')
+        raise SystemExit(f'error: mode names must be unique, got {names}')
     reference = a.reference or names[0]
     if reference not in names:
-        raise SystemExit(f'error: --reference {reference!r} is not a variant ({names})')
+        raise SystemExit(f'error: --reference {reference!r} is not a mode ({names})')
 
     shared: Dict[str, Any] = {'type': a.type, 'device': a.device}
     if a.L is not None:
@@ -258,62 +435,71 @@ def main(argv: Optional[List[str]] = None) -> int:
         shared['precision'] = a.precision
     shared.update(parse_pairs(a.set, '--set'))
 
+    sys.path.insert(0, str(REPO))
+    from segrefine_plugins.inference.accel import describe_cpu
+    from segrefine_plugins.threads import default_threads
+    threads = a.threads or default_threads()
     load_before = os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory(prefix='segrefine_bench_') as tmp:
         folder = Path(tmp)
         checkpoint = (str(synthetic_checkpoint(a.type, folder, Path(a.spec)))
                       if a.synthetic_weights else a.checkpoint)
-        for name, options in variants:
-            cfg = dict(shared, **options)
+        for mode in modes:
+            cfg = dict(shared, **mode.refiner)
             if checkpoint:  # none: the refiner's default weights (CRM ships some)
                 cfg['checkpoint'] = checkpoint
+            opts = mode.options
             job = {'cfg': cfg, 'image': str(image), 'mask': str(mask), 'size': a.size,
-                   'runs': a.runs, 'warmup': a.warmup, 'threads': a.threads,
-                   'output': str(folder / f'{name}.npy'),
-                   'result': str(folder / f'{name}.json')}
-            job_path = folder / f'{name}.job.json'
+                   'dataset': a.dataset, 'limit': a.limit, 'coarse': a.coarse,
+                   'runs': opts.get('runs', a.runs), 'warmup': opts.get('warmup', a.warmup),
+                   'threads': opts.get('threads', threads),
+                   'output': str(folder / f'{len(rows)}.npz'),
+                   'result': str(folder / f'{len(rows)}.json')}
+            job_path = folder / f'{len(rows)}.job.json'
             job_path.write_text(json.dumps(job))
-            print(f'[{name}] {json.dumps({k: v for k, v in cfg.items() if k != "checkpoint"})}',
-                  file=sys.stderr, flush=True)
-            proc = subprocess.run([sys.executable, __file__, '--_worker', str(job_path)])
+            print(f'[{mode.name}] {json.dumps({k: v for k, v in cfg.items() if k != "checkpoint"})}'
+                  f' {json.dumps(opts)}', file=sys.stderr, flush=True)
+            env = dict(os.environ, **{k: str(v) for k, v in opts.get('env', {}).items()})
+            proc = subprocess.run([sys.executable, __file__, '--_worker', str(job_path)],
+                                  env=env)
             if proc.returncode != 0:
-                raise SystemExit(f'error: variant {name!r} failed (exit {proc.returncode})')
+                raise SystemExit(f'error: mode {mode.name!r} failed (exit {proc.returncode})')
             res = json.loads(Path(job['result']).read_text())
-            res.update(name=name, options=options)
+            res.update(name=mode.name, options=mode.refiner, mode_options=opts,
+                       output=job['output'])
             rows.append(res)
         import numpy as np
 
-        ref = np.load(folder / f'{reference}.npy')
+        gts = None
+        if a.dataset:
+            sys.path.insert(0, str(REPO / 'tools'))
+            from segrefine_plugins.training.datasets import find_pairs, read_pair
+            gts = {Path(pr[0]).stem: read_pair(*pr)[1] > 127
+                   for pr in find_pairs(a.dataset)[:a.limit]}
+        ref_out = np.load(next(r['output'] for r in rows if r['name'] == reference))
         for r in rows:
-            out = np.load(folder / f'{r["name"]}.npy')
-            r['max_abs_diff'] = (float(np.abs(out - ref).max()) if out.shape == ref.shape
-                                 else None)
+            r.update(quality(np.load(r['output']), ref_out, gts))
     load_after = os.getloadavg()
 
     first = rows[0]
-    print(f'\n{a.type} on {image.name} ({first["input"]}), device {a.device} '
-          f'({first["device"]}), torch threads {first["threads"]}, '
-          f'{a.warmup} warm-up + {a.runs} timed runs per variant')
+    what = f'{a.dataset} ({first["input"]}, coarse: {a.coarse})' if a.dataset \
+        else f'{image.name} ({first["input"]})'
+    print(f'\n{a.type} on {what}, device {a.device} ({first["device"]}), '
+          f'torch threads {first["threads"]} (OpenCV 1), '
+          + (f'{a.warmup} warm-up + {a.runs} timed runs per mode' if not a.dataset
+             else f'{a.warmup} warm-up + 1 timed run per image'))
+    print(f'CPU: {describe_cpu()}')
     print(f'load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f} '
           f'on {os.cpu_count()} CPUs; memory: {first["memory_method"]}')
-    header = ['variant', 'options', 'median s', 'min s', 'peak GB', '+work GB',
-              f'max|diff| vs {reference}', 'refiner stats']
-    table = [header]
-    for r in rows:
-        opts = ','.join(f'{k}={v}' for k, v in r['options'].items()) or '-'
-        diff = '-' if r['max_abs_diff'] is None else f'{r["max_abs_diff"]:.2e}'
-        table.append([r['name'], opts, f'{statistics.median(r["times"]):.2f}',
-                      f'{min(r["times"]):.2f}', fmt_gb(r['peak']),
-                      fmt_gb(r['peak'] - r['idle']), diff,
-                      ' '.join(f'{k}={v}' for k, v in r['stats'].items()) or '-'])
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for i, row in enumerate(table):
-        print('| ' + ' | '.join(c.ljust(wd) for c, wd in zip(row, widths)) + ' |')
-        if i == 0:
-            print('| ' + ' | '.join('-' * wd for wd in widths) + ' |')
+    ref = next(r for r in rows if r['name'] == reference)
+    if 'iou_vs_gt' in ref:
+        print(f'reference {reference}: IoU {100 * ref["iou_vs_gt"]:.2f}, mBA '
+              f'{100 * ref["mba_vs_gt"]:.2f} against the ground truth')
+    print('\n'.join(format_table(rows, reference)))
     if a.json:
         Path(a.json).write_text(json.dumps({'type': a.type, 'image': str(image),
+                                            'dataset': a.dataset, 'cpu': describe_cpu(),
                                             'load_before': load_before,
                                             'load_after': load_after, 'shared': shared,
                                             'rows': rows}, indent=1, default=str))

@@ -13,6 +13,11 @@ runtime fragment + a ``refiner`` entry), writes ``--images`` ECSSD pairs resized
         --variant cascadepsp:type=CascadePSPRefiner,checkpoint=synthetic \\
         --variant crm:type=CRMRefiner
 
+Modes are ``(name, refiner entry or None, refine_cfg options)``: ``--variant`` gives the
+first two inline (``--refine-cfg`` options are shared by all), ``--modes-file FILE.py`` adds
+those of its ``MODES`` list (``[(name, {refiner entry} | None, {refine_cfg}), ...]``: e.g. a
+ROI batch size or an upscale rule), so new knobs are benchmarked without editing this tool.
+
 ``checkpoint=synthetic`` makes the golden-recipe synthetic CascadePSP / CRM weights (seed 0)
 from the spec manifest (timing does not depend on the weights' values, except through
 CascadePSP's crop skip rule); ``CRMRefiner`` without a checkpoint loads the shipped default.
@@ -23,8 +28,15 @@ Method: each variant builds its own Runner (the segmentor weights are loaded fro
 file); a small hook records ``time.perf_counter`` around every test iteration (one image per
 iteration: data loading, the segmentor, the refinement, the evaluator's ``process``). The
 first iteration is a warm-up and is left out when there are at least two images; the table
-gives the median and the mean seconds per image of the others, the extra time over the first
-variant, and the metrics the evaluator reported.
+gives the median and the mean seconds per image of the others, the speed-up of each mode
+over the reference (``--reference``, default the first refined mode: make it the exact
+fp32 one), the extra time over the first mode, the process's peak RSS during that mode's
+loop (``VmHWM`` reset before it), the metrics the evaluator reported (mIoU, multi-class mBA,
+boundary IoU against the ground truth) with their difference to the reference's, and the
+agreement of the predicted label maps with the reference mode's (mIoU and multi-class mBA
+taking the reference's labels as the ground truth; 100 = identical). Threads are set
+explicitly (torch ``--threads``, default min(CPUs, 4); OpenCV 1) and printed with the CPU's
+features.
 """
 from __future__ import annotations
 
@@ -42,7 +54,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / 'tools'))
 
-from benchmark import parse_pairs, synthetic_checkpoint  # noqa: E402  (same value syntax)
+from benchmark import load_modes_file, parse_pairs, peak_rss_bytes, reset_peak_rss, \
+    synthetic_checkpoint  # noqa: E402  (same value syntax, same memory method)
 
 BASE_CONFIG = REPO / 'configs' / 'mmseg' / 'pspnet_r50-d8_salient-512x512.py'
 RUNTIME_FRAGMENT = REPO / 'configs' / '_base_' / 'segrefine_runtime.py'
@@ -121,6 +134,7 @@ def run_variant(name: str, refiner: Optional[Dict[str, Any]], set_root: Path,
     if refine_cfg:
         cfg.refine_cfg = refine_cfg
     times: List[float] = []
+    labels: List[Any] = []
 
     class IterTimer(Hook):
         def before_test_iter(self, runner, batch_idx, data_batch=None):
@@ -128,14 +142,59 @@ def run_variant(name: str, refiner: Optional[Dict[str, Any]], set_root: Path,
 
         def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
             times.append(time.perf_counter() - self._t)
+            labels.extend(o.pred_sem_seg.data[0].cpu().numpy() for o in outputs or [])
 
     runner = Runner.from_cfg(cfg)
     runner.register_hook(IterTimer(), priority='VERY_HIGH')
+    peak_method = reset_peak_rss()
     metrics = runner.test()
+    peak = peak_rss_bytes() if peak_method else None
     timed = times[1:] if len(times) > 1 else times
-    return {'name': name, 'refiner': refiner, 'images': len(times),
+    return {'name': name, 'refiner': refiner, 'refine_cfg': refine_cfg, 'images': len(times),
             'median_s': statistics.median(timed), 'mean_s': statistics.fmean(timed),
-            'first_s': times[0], 'metrics': {k: float(v) for k, v in metrics.items()}}
+            'first_s': times[0], 'peak_rss': peak, 'labels': labels,
+            'metrics': {k: float(v) for k, v in metrics.items()}}
+
+
+def label_agreement(labels: List[Any], reference: List[Any]) -> Dict[str, float]:
+    """mIoU (over the classes either map has) and multi-class mBA of ``labels`` taking
+    ``reference`` as the ground truth, in percent, averaged over the images."""
+    import numpy as np
+
+    from segrefine_plugins.metrics.mba import multiclass_boundary_accuracy
+    ious, mbas = [], []
+    for pred, ref in zip(labels, reference):
+        classes = np.union1d(np.unique(pred), np.unique(ref))
+        ious.append(np.mean([np.logical_and(pred == c, ref == c).sum()
+                             / np.logical_or(pred == c, ref == c).sum() for c in classes]))
+        mba = multiclass_boundary_accuracy(ref, pred)
+        if mba == mba:
+            mbas.append(mba)
+    return {'miou_vs_ref': 100 * float(np.mean(ious)),
+            'mba_vs_ref': 100 * float(np.mean(mbas)) if mbas else float('nan')}
+
+
+def format_table(results: List[Dict[str, Any]], reference: str) -> List[str]:
+    """The markdown table of the modes (see the module docstring)."""
+    ref = next(r for r in results if r['name'] == reference)
+    first = results[0]['median_s']
+    lines = [f'| mode | s / image (median) | mean | speed-up vs {reference} | + over first | '
+             f'peak RSS GB | mIoU | mBA | boundary IoU | dmIoU vs {reference} | '
+             f'dmBA vs {reference} | mIoU vs ref output | mBA vs ref output |',
+             '|' + ' --- |' * 13]
+    nan = float('nan')
+    for r in results:
+        m, rm = r['metrics'], ref['metrics']
+        peak = '-' if r['peak_rss'] is None else f"{r['peak_rss'] / 1024 ** 3:.2f}"
+        lines.append(
+            f"| {r['name']} | {r['median_s']:.2f} | {r['mean_s']:.2f} | "
+            f"{ref['median_s'] / r['median_s']:.2f}x | {r['median_s'] - first:+.2f} | {peak} | "
+            f"{m.get('mIoU', nan):.2f} | {m.get('boundary/mBA', nan):.2f} | "
+            f"{m.get('boundary/mBIoU', nan):.2f} | "
+            f"{m.get('mIoU', nan) - rm.get('mIoU', nan):+.2f} | "
+            f"{m.get('boundary/mBA', nan) - rm.get('boundary/mBA', nan):+.2f} | "
+            f"{r['miou_vs_ref']:.2f} | {r['mba_vs_ref']:.2f} |")
+    return lines
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -151,17 +210,34 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help='NAME[:type=...,checkpoint=...|synthetic,k=v]; "none" = no refiner')
     p.add_argument('--refine-cfg', action='append', default=[], metavar='K=V',
                    help='RefinedSegmentor option (min_area, roi_padding, ...)')
-    p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
+    p.add_argument('--modes-file', help='a .py file with MODES = [(name, {refiner} | None, '
+                                        '{refine_cfg}), ...]')
+    p.add_argument('--reference', help='mode the ratios and deltas compare with (default: '
+                                       'the first mode with a refiner, else the first)')
+    p.add_argument('--threads', type=int, default=None,
+                   help='torch threads (default min(CPUs, 4)); OpenCV runs 1')
     p.add_argument('--json', default=None, help='also write the results to this file')
     a = p.parse_args(argv)
     if a.images < 1 or a.size < 32:
         raise SystemExit('error: --images must be >= 1 and --size >= 32')
-    variants = [parse_variant(v) for v in (a.variant or ['none'])]
+    refine_cfg = parse_pairs(a.refine_cfg, '--refine-cfg')
+    variants = [(n, e, {}) for n, e in (parse_variant(v) for v in a.variant)]
+    if a.modes_file:
+        variants += [(m.name, m.refiner, m.options)
+                     for m in load_modes_file(a.modes_file, check=False)]
+    variants = variants or [('none', None, {})]
+    names = [v[0] for v in variants]
+    if len(set(names)) != len(names):
+        raise SystemExit(f'error: mode names must be unique, got {names}')
+    reference = a.reference or next((n for n, e, _ in variants if e is not None), names[0])
+    if reference not in names:
+        raise SystemExit(f'error: --reference {reference!r} is not a mode ({names})')
 
     import torch
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    refine_cfg = parse_pairs(a.refine_cfg, '--refine-cfg')
+
+    from segrefine_plugins.inference.accel import describe_cpu
+    from segrefine_plugins.threads import configure_threads
+    configure_threads(a.threads)
     import segrefine_plugins.mmseg  # noqa: F401  (registers the refiners, hook, metric)
 
     results = []
@@ -171,25 +247,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         write_square_set(Path(a.data) / 'ecssd', set_root, a.images, a.size)
         checkpoint = tmp / 'pspnet.pth'
         make_segmentor_checkpoint(checkpoint)
-        for name, entry in variants:
+        for name, entry, options in variants:
             if entry is not None and entry.get('checkpoint') == 'synthetic':
                 kind = 'crm' if entry['type'].startswith('CRM') else 'cascadepsp'
                 weights = synthetic_checkpoint(kind, tmp, Path(a.spec))
                 entry = dict(entry, checkpoint=str(weights))
-            print(f'[{name}] {json.dumps(entry)}', file=sys.stderr, flush=True)
-            results.append(run_variant(name, entry, set_root, checkpoint, tmp, refine_cfg))
+            print(f'[{name}] {json.dumps(entry)} {json.dumps(options)}', file=sys.stderr,
+                  flush=True)
+            results.append(run_variant(name, entry, set_root, checkpoint, tmp,
+                                       dict(refine_cfg, **options)))
 
-    base = results[0]['median_s']
-    print(f'\nmmseg test loop, PSPNet-R50 on {a.images} ECSSD images at {a.size}x{a.size}, '
-          f'torch threads {torch.get_num_threads()} (first image = warm-up)\n')
-    print('| variant | s / image (median) | mean | + over first | mIoU | mBA | boundary IoU |')
-    print('| --- | --- | --- | --- | --- | --- | --- |')
+    ref_labels = next(r for r in results if r['name'] == reference)['labels']
     for r in results:
-        m = r['metrics']
-        print(f"| {r['name']} | {r['median_s']:.2f} | {r['mean_s']:.2f} | "
-              f"{r['median_s'] - base:+.2f} | {m.get('mIoU', float('nan')):.2f} | "
-              f"{m.get('boundary/mBA', float('nan')):.2f} | "
-              f"{m.get('boundary/mBIoU', float('nan')):.2f} |")
+        r.update(label_agreement(r.pop('labels'), ref_labels))
+    print(f'\nmmseg test loop, PSPNet-R50 on {a.images} ECSSD images at {a.size}x{a.size}, '
+          f'torch threads {torch.get_num_threads()}, OpenCV 1 (first image = warm-up)')
+    print(f'CPU: {describe_cpu()}\n')
+    print('\n'.join(format_table(results, reference)))
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2))
     return 0

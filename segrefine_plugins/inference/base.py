@@ -20,12 +20,15 @@ import torch
 
 from ..masks import REFINE_FOREGROUND_ABOVE, mask_to_uint8
 from ..options import check_choice, check_device, to_bool
+from . import accel
 
 #: ImageNet statistics both published models normalise with (RGB order).
 IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+#: How the network runs: torch (default) or an onnxruntime session of its exported graph.
+BACKENDS = ('torch', 'onnxruntime')
 
 ArrayOrTensor = Union[np.ndarray, torch.Tensor]
 
@@ -78,15 +81,49 @@ class Refiner(abc.ABC):
     Args:
         device: torch device the model runs on.
         precision: 'fp32' (default, parity), 'bf16' or 'fp16' autocast. Half precision halves
-            activation memory and is faster on GPUs; it changes the numbers slightly.
+            activation memory and is faster on GPUs and on CPUs with avx512_bf16 / AMX; it
+            changes the numbers slightly. Refused where the device would emulate it (bf16 on
+            a CPU without avx512_bf16 / AMX, fp16 on any CPU): see
+            :mod:`segrefine_plugins.inference.accel`.
         bgr: the images given are BGR (OpenCV order); they are flipped to RGB once.
+        channels_last: run the network in NHWC memory format (faster convolutions on CPU
+            with oneDNN and on GPU tensor cores; same numbers up to float rounding).
+            ``None``: the refiner's default (:attr:`default_channels_last`).
+        compile: ``torch.compile`` the network's heavy modules (opt-in; the first call of
+            each input size compiles). Refused with a clear message where TorchDynamo or, on
+            CPU, a C++ compiler is missing.
+        backend: 'torch' (default) or 'onnxruntime': the network is exported to ONNX at
+            construction (in memory) and run by onnxruntime on CPU inside the same pipeline
+            (fp32 only; needs the onnx + onnxruntime packages).
     """
 
+    #: channels-last default of this refiner (``channels_last=None``).
+    default_channels_last: bool = False
+
     def __init__(self, device: Union[str, torch.device] = 'cpu', precision: str = 'fp32',
-                 bgr: bool = False) -> None:
+                 bgr: bool = False, channels_last: Optional[bool] = None,
+                 compile: bool = False, backend: str = 'torch') -> None:
         self.precision = check_choice('precision', precision, PRECISIONS)
+        self.backend = check_choice('backend', backend, BACKENDS)
         self.device = check_device(device)
         self.bgr = to_bool(bgr, 'bgr')
+        compile = to_bool(compile, 'compile')
+        accel.check_precision(self.precision, self.device)
+        if compile:
+            accel.check_compile(self.device)
+        if backend == 'onnxruntime':
+            if self.device.type != 'cpu' or self.precision != 'fp32' or compile:
+                raise ValueError("backend='onnxruntime' runs fp32 on the CPU: it needs "
+                                 "device='cpu', precision='fp32' and compile=False")
+            try:
+                import onnx  # noqa: F401
+                import onnxruntime  # noqa: F401
+            except ImportError:
+                raise ImportError("backend='onnxruntime' needs the onnx and onnxruntime "
+                                  "packages (tools/env/40_export.sh)") from None
+        self.channels_last = (self.default_channels_last if channels_last is None
+                              else to_bool(channels_last, 'channels_last'))
+        self.compile = compile
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
 
@@ -228,6 +265,28 @@ class Refiner(abc.ABC):
             with torch.autocast(device_type=self.device.type, dtype=dtype):
                 yield
 
+    def memory_format(self, x: torch.Tensor) -> torch.Tensor:
+        """A 4-D network input in the chosen memory format (channels-last or as it is)."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _runnable(self, module: torch.nn.Module) -> torch.nn.Module:
+        """``module`` as the fast-mode options want it run: channels-last weights (in place)
+        and, with ``compile``, a ``torch.compile`` wrapper (the original keeps its state)."""
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        return accel.compile_module(module) if self.compile else module
+
+    def fast_modes(self) -> str:
+        """The non-default options, for ``repr``: e.g. ``", channels_last=True"``."""
+        out = ''
+        if self.channels_last != self.default_channels_last:
+            out += f', channels_last={self.channels_last}'
+        if self.compile:
+            out += ', compile=True'
+        if self.backend != 'torch':
+            out += f', backend={self.backend!r}'
+        return out
+
     def _prepare(self, image_chw_u8: torch.Tensor) -> torch.Tensor:
         """The image as :meth:`_refine` takes it; :meth:`normalize` unless overridden (a
         refiner that normalises window by window takes the uint8 image as it is)."""
@@ -237,7 +296,12 @@ class Refiner(abc.ABC):
         if not bool((mask_u8 > REFINE_FOREGROUND_ABOVE).any()):
             return torch.zeros(mask_u8.shape, dtype=torch.float32, device=self.device)
         with torch.inference_mode():
-            prob = self._refine(self._prepare(image_chw_u8), mask_u8)
+            try:
+                prob = self._refine(self._prepare(image_chw_u8), mask_u8)
+            except Exception as err:
+                if self.compile and accel.is_compile_error(err):
+                    raise accel.compile_failed(err) from err
+                raise
             return prob.float().clamp_(0.0, 1.0)
 
     @abc.abstractmethod

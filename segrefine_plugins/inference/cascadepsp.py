@@ -101,15 +101,20 @@ class CascadePSPRefiner(Refiner):
             README's benchmarks, batches of 4 were 0.90x the speed of crop by crop, with
             +0.35 GB at L=200 (and a 10.8 GB peak at L=900; one crop at a time there was
             not measured, an estimated 3.3 GB).
-        device, precision, bgr: see :class:`~segrefine_plugins.inference.base.Refiner`.
-            ``precision='bf16' | 'fp16'`` autocasts the model (changes numbers; off by
-            default).
+        device, precision, bgr, channels_last, compile, backend: see
+            :class:`~segrefine_plugins.inference.base.Refiner`. ``precision='bf16' | 'fp16'``
+            autocasts the model (changes numbers; off by default); ``compile`` compiles the
+            whole network; ``backend='onnxruntime'`` exports its two graphs (global: three
+            passes; local: passes 2 and 3) with dynamic sizes at construction (about a
+            minute on a 2-core CPU).
     """
 
     def __init__(self, checkpoint: Optional[Checkpoint] = None, L: int = 900, fast: bool = False,
                  crop_batch_size: Optional[int] = None, device: Union[str, torch.device] = 'cpu',
-                 precision: str = 'fp32', bgr: bool = False) -> None:
-        super().__init__(device=device, precision=precision, bgr=bgr)
+                 precision: str = 'fp32', bgr: bool = False, channels_last: Optional[bool] = None,
+                 compile: bool = False, backend: str = 'torch') -> None:
+        super().__init__(device=device, precision=precision, bgr=bgr,
+                         channels_last=channels_last, compile=compile, backend=backend)
         if checkpoint is None:
             raise ValueError('CascadePSP needs checkpoint=<path of the published "model" file '
                              'or a state dict>; no default weights are shipped')
@@ -127,6 +132,13 @@ class CascadePSPRefiner(Refiner):
         self.crop_batch_size = crop_batch_size
         model = load_checkpoint(CascadePSPNet(), checkpoint)
         self.model = model.eval().requires_grad_(False).to(self.device)
+        #: what runs: the model itself in parity mode, else its channels-last / compiled /
+        #: onnxruntime form
+        if backend == 'onnxruntime':
+            from ..export import onnxruntime_network
+            self.net = onnxruntime_network(self.model, 'CascadePSP')
+        else:
+            self.net = self._runnable(self.model)
         #: facts about the last ``refine`` call: global-step input size, crops on the grid and
         #: crops kept by the skip rule (for benchmarks and curious users)
         self.last_stats: Dict[str, Any] = {}
@@ -254,8 +266,9 @@ class CascadePSPRefiner(Refiner):
             for j, c in enumerate(crops):
                 x[j, :, :ch, :cw] = src[0, :, c.y0:c.y1, c.x0:c.x1]
             inputs.append(x)
+        rgb, seg, inter = (self.memory_format(x) for x in inputs)
         with self.autocast():
-            out = self.model(inputs[0], inputs[1], inter_s8=inputs[2])
+            out = self.net(rgb, seg, inter_s8=inter)
         return out['pred_224'][:, :, :ch, :cw].float()
 
     def forward_padded(self, rgb: torch.Tensor, seg: torch.Tensor,
@@ -270,11 +283,14 @@ class CascadePSPRefiner(Refiner):
             seg = F.pad(seg, pad, value=-1.0)
             if inter_s8 is not None:
                 inter_s8 = F.pad(inter_s8, pad, value=-1.0)
+        rgb, seg = self.memory_format(rgb), self.memory_format(seg)
+        if inter_s8 is not None:
+            inter_s8 = self.memory_format(inter_s8)
         with self.autocast():
-            out = self.model(rgb, seg, inter_s8=inter_s8)
+            out = self.net(rgb, seg, inter_s8=inter_s8)
         return {k: out[k][:, :, :h, :w] for k in ('pred_224', 'pred_28_3', 'pred_56_2')}
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(L={self.L}, fast={self.fast}, '
                 f'crop_batch_size={self.crop_batch_size}, device={str(self.device)!r}, '
-                f'precision={self.precision!r}, bgr={self.bgr})')
+                f'precision={self.precision!r}, bgr={self.bgr}{self.fast_modes()})')

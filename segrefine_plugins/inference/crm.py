@@ -157,12 +157,19 @@ class CRMRefiner(Refiner):
         roi_dilation: the band is dilated by this many pixels (square element).
         blocks, width: trunk size; ``None`` reads it from the checkpoint (or the default
             weights' sidecar). The published model is blocks (3, 4, 6, 3), width 64.
-        device, precision, bgr: see :class:`~segrefine_plugins.inference.base.Refiner`.
-            ``precision='bf16' | 'fp16'`` autocasts encoder and decoder (changes numbers).
+        device, precision, bgr, channels_last, compile, backend: see
+            :class:`~segrefine_plugins.inference.base.Refiner`. ``precision='bf16' | 'fp16'``
+            autocasts the encoder; the query decoder (index arithmetic on coordinates and a
+            32-wide MLP) stays float32 (changes numbers). The encoder runs channels-last by
+            default (``channels_last=None``: True; same numbers up to float rounding).
+            ``compile`` compiles the trunk layers and the fusion conv; ``backend=
+            'onnxruntime'`` runs the trunk and the fusion conv through onnxruntime.
     """
 
     #: Smallest image side accepted (the 32 px reflect padding needs more than 32 px).
     min_input_size: int = PAD + 1
+    #: the folded encoder runs channels-last (measured ~15 % faster on CPU, same numbers)
+    default_channels_last: bool = True
 
     def __init__(self, checkpoint: Optional[Checkpoint] = None,
                  scales: Optional[Sequence[float]] = None, chunk_size: int = 16384,
@@ -170,8 +177,10 @@ class CRMRefiner(Refiner):
                  roi_band: Tuple[float, float] = (0.05, 0.95), roi_dilation: int = 4,
                  blocks: Optional[Sequence[int]] = None, width: Optional[int] = None,
                  device: Union[str, torch.device] = 'cpu', precision: str = 'fp32',
-                 bgr: bool = False) -> None:
-        super().__init__(device=device, precision=precision, bgr=bgr)
+                 bgr: bool = False, channels_last: Optional[bool] = None,
+                 compile: bool = False, backend: str = 'torch') -> None:
+        super().__init__(device=device, precision=precision, bgr=bgr,
+                         channels_last=channels_last, compile=compile, backend=backend)
         self.chunk_size = check_int('chunk_size', chunk_size, 1, MAX_CHUNK_SIZE)
         self.tile_size = None if tile_size is None else check_int('tile_size', tile_size, 32)
         self.roi_only = to_bool(roi_only, 'roi_only')
@@ -201,7 +210,7 @@ class CRMRefiner(Refiner):
         self.model = model.eval().requires_grad_(False).to(self.device)
         # what runs: BatchNorm folded into the convolutions and channels-last memory (each
         # ~15 % faster on CPU); same numbers up to float rounding
-        self.net = model.folded().to(memory_format=torch.channels_last)
+        self.net = self._encoder_net(model.folded())
         #: what the last refine() did: encoder windows (all / encoded) and the fraction of
         #: full-resolution queries decoded, over all scales (1.0 unless roi_only)
         self.last_stats: Dict[str, Any] = {}
@@ -245,6 +254,21 @@ class CRMRefiner(Refiner):
             state = read_state_dict(checkpoint)
             source = repr(os.fspath(checkpoint))
         return state, infer_architecture(state, source), source
+
+    def _encoder_net(self, net: CRMNet) -> CRMNet:
+        """The folded network as the options want it run (``compile`` / ``backend`` replace
+        its heavy modules: the trunk layers and the 3x3 fusion conv)."""
+        if self.backend == 'onnxruntime':
+            from ..export import onnxruntime_network
+            return onnxruntime_network(net, 'CRM')
+        if self.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        if self.compile:
+            from .accel import compile_module
+            for name in ('layer1', 'layer2', 'layer3'):
+                setattr(net.feats, name, compile_module(getattr(net.feats, name)))
+            net.aspp_.last_conv = compile_module(net.aspp_.last_conv)
+        return net
 
     # ------------------------------------------------------------------ pipeline
     def _prepare(self, image_chw_u8: torch.Tensor) -> torch.Tensor:
@@ -376,13 +400,13 @@ class CRMRefiner(Refiner):
                                                        (0, inputs.size[1])))
                 else:
                     feat = model.encode_windows(inputs, (r0, r_hi), (c0, c_hi))
-                decoder = model.query_decoder(feat, (r0, c0), feat_size)
-                del feat
-                if pixels is None:
-                    self._decode_block(decoder, grid, (i0, i1), (j0, j1), out)
-                else:
-                    self._decode_pixels(decoder, grid, pixels[:, 0] + i0, pixels[:, 1] + j0,
-                                        out)
+            # the decoder in float32: its inputs are coordinates (bf16 keeps 8 bits of them)
+            decoder = model.query_decoder(feat.float(), (r0, c0), feat_size)
+            del feat
+            if pixels is None:
+                self._decode_block(decoder, grid, (i0, i1), (j0, j1), out)
+            else:
+                self._decode_pixels(decoder, grid, pixels[:, 0] + i0, pixels[:, 1] + j0, out)
         return out
 
     def _decode_block(self, decoder: Any, grid: GridQueries, rows: Tuple[int, int],
@@ -408,4 +432,5 @@ class CRMRefiner(Refiner):
                 f'tile_size={self.tile_size}, roi_only={self.roi_only}, '
                 f'roi_band={self.roi_band}, roi_dilation={self.roi_dilation}, '
                 f'blocks={self.model.blocks}, width={self.model.width}, '
-                f'device={str(self.device)!r}, precision={self.precision!r}, bgr={self.bgr})')
+                f'device={str(self.device)!r}, precision={self.precision!r}, bgr={self.bgr}'
+                f'{self.fast_modes()})')
