@@ -56,3 +56,20 @@ def test_cli_bad_thread_count_is_a_usage_error(tmp_path, capsys, restore_threads
     code = main(['refine', '--image', str(tmp_path / 'x.png'), '--mask',
                  str(tmp_path / 'm' / 'x.png'), '--out', str(tmp_path / 'out'), '--threads', '0'])
     assert code == 2 and '--threads' in capsys.readouterr().err
+
+
+def test_adapters_take_a_thread_count():
+    """RefinedSegmentor / SegRefineWrapper size the pools through configure_threads."""
+    import torch
+    from conftest import require_module
+    require_module('mmseg')
+    from segrefine_plugins.mmseg import RefinedSegmentor
+    from _mmseg_support import build_tiny_model
+    before = torch.get_num_threads()
+    try:
+        RefinedSegmentor(build_tiny_model(), None, threads=1)
+        assert torch.get_num_threads() == 1
+        with pytest.raises(ValueError):
+            RefinedSegmentor(build_tiny_model(), None, threads=0)
+    finally:
+        torch.set_num_threads(before)

@@ -70,6 +70,9 @@ def add_segrefine_config(cfg: Any) -> None:
     # ROIs run through the refiner per call (same-shape inputs batched; exact). Each batched
     # ROI holds its activations at once (CascadePSP L=900: ~2.5 GB fp32 per ROI).
     _C.ROI_BATCH_SIZE = 1
+    # torch intra-op threads of the process (OpenCV gets 1), set when the wrapper is built, so
+    # the two pools do not oversubscribe the cores; 0 = leave them as they are.
+    _C.THREADS = 0
     # Do-no-harm gate (opt-in; < 0 = off): a refined segment whose mask has an IoU below
     # GATE_MIN_IOU with its coarse mask (inside the ROI), or whose changed pixels have a mean
     # confidence |2p - 1| below GATE_MIN_CONFIDENCE, keeps its coarse mask.

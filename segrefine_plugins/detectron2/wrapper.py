@@ -40,6 +40,7 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from ..inference.base import Refiner, tensor_from_numpy
 from ..multiobject import RoiOptions, refine_label_map
 from ..options import to_bool
+from ..threads import configure_threads
 from .config import IMAGE_SOURCES, build_refiner_from_cfg
 from .distributed import unwrap_parallel
 from .instances import refine_instances
@@ -136,7 +137,8 @@ def wrapper_options(cfg: Any) -> Dict[str, Any]:
                                           if seg.GATE_MIN_CONFIDENCE >= 0 else None),
                      gate_pixel_confidence=(seg.GATE_PIXEL_CONFIDENCE
                                             if seg.GATE_PIXEL_CONFIDENCE >= 0 else None))
-    return dict(enabled=seg.ENABLED, roi_options=roi, refine_panoptic=seg.REFINE_PANOPTIC,
+    return dict(enabled=seg.ENABLED, roi_options=roi, threads=seg.THREADS or None,
+                refine_panoptic=seg.REFINE_PANOPTIC,
                 refine_instances=seg.REFINE_INSTANCES, refine_sem_seg=seg.REFINE_SEM_SEG,
                 instances_fuse=seg.INSTANCES_FUSE, recompute_boxes=seg.RECOMPUTE_BOXES,
                 mask_threshold=seg.MASK_THRESHOLD, image_source=seg.IMAGE_SOURCE,
@@ -166,6 +168,8 @@ class SegRefineWrapper(nn.Module):
         recompute_boxes: recompute ``pred_boxes`` from the refined masks.
         mask_threshold: binarises float ``pred_masks``.
         image_source: 'auto', 'input' or 'file' (module docstring).
+        threads: torch intra-op threads for this process (OpenCV gets 1), set once through
+            :func:`segrefine_plugins.threads.configure_threads`; None leaves them as they are.
         input_format: the model's INPUT.FORMAT ('BGR' / 'RGB'); default: ``model.input_format``
             when it has one, else 'BGR'.
 
@@ -182,7 +186,7 @@ class SegRefineWrapper(nn.Module):
                  refine_sem_seg: bool = False, instances_fuse: bool = False,
                  recompute_boxes: bool = False, mask_threshold: float = 0.5,
                  image_source: str = 'auto', input_format: Optional[str] = None,
-                 **roi_kwargs: Any) -> None:
+                 threads: Optional[int] = None, **roi_kwargs: Any) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
             raise ValueError(f'model must be an nn.Module, got {type(model).__name__}')
@@ -195,6 +199,8 @@ class SegRefineWrapper(nn.Module):
         self.refiner = refiner
         self.enabled = to_bool(enabled, 'enabled')
         self.roi_options = RoiOptions.from_any(roi_options, **roi_kwargs)
+        if threads is not None:   # torch / OpenCV pools sized once (no oversubscription)
+            configure_threads(threads)
         #: segments / instances that had an ROI kept coarse by the do-no-harm gate, and all
         #: refined ones, since construction
         self.segments_gated = 0

@@ -32,6 +32,7 @@ from torch import nn
 from ..inference.base import Refiner, tensor_from_numpy
 from ..multiobject import RoiOptions, refine_label_map
 from ..options import to_bool
+from ..threads import configure_threads
 from .images import CHANNEL_ORDERS, IMAGE_SOURCES, original_image
 from .refiners import build_mmseg_refiner
 
@@ -110,6 +111,8 @@ class RefinedSegmentor(BaseModel):
         keep_coarse: store the coarse labels as ``coarse_sem_seg`` in each sample.
         keep_confidence: store the fused confidence (float32, (1, H, W)) as
             ``refine_confidence``.
+        threads: torch intra-op threads for this process (OpenCV gets 1), set once through
+            :func:`segrefine_plugins.threads.configure_threads`; None leaves them as they are.
         pretrained, train_cfg: set on the segmentor's config when given (so that
             ``mmseg.apis.init_model``, which sets both to None, works with this model type).
         init_cfg: mmengine init config.
@@ -121,8 +124,11 @@ class RefinedSegmentor(BaseModel):
                  image_source: str = 'auto', inputs_channel_order: str = 'bgr',
                  keep_coarse: bool = True, keep_confidence: bool = False,
                  pretrained: Any = _KEEP, train_cfg: Any = _KEEP,
-                 init_cfg: Optional[dict] = None, **roi_kwargs: Any) -> None:
+                 init_cfg: Optional[dict] = None, threads: Optional[int] = None,
+                 **roi_kwargs: Any) -> None:
         roi = RoiOptions.from_any(roi_options, **roi_kwargs)
+        if threads is not None:   # torch / OpenCV pools sized once (no oversubscription)
+            configure_threads(threads)
         if isinstance(segmentor, Mapping):
             segmentor = dict(segmentor)
             for key, value in (('pretrained', pretrained), ('train_cfg', train_cfg)):
