@@ -85,6 +85,14 @@ def _mmseg_default_scope() -> Any:
     return DefaultScope.overwrite_default_scope('mmseg')
 
 
+def _module_device(module: nn.Module) -> torch.device:
+    for tensor in module.parameters():
+        return tensor.device
+    for tensor in module.buffers():
+        return tensor.device
+    return torch.device('cpu')
+
+
 @MODELS.register_module()
 class RefinedSegmentor(BaseModel):
     """Wrap a segmentor so its ``pred_sem_seg`` come out refined.
