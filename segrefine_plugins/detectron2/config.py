@@ -74,9 +74,9 @@ def add_segrefine_config(cfg: Any) -> None:
     # the two pools do not oversubscribe the cores; 0 = leave them as they are.
     _C.THREADS = 0
     # Do-no-harm gate (opt-in; < 0 = off): a refined segment whose mask has an IoU below
-    # GATE_MIN_IOU with its coarse mask (inside the ROI), or whose changed pixels have a mean
-    # confidence |2p - 1| below GATE_MIN_CONFIDENCE, keeps its coarse mask.
+    # GATE_MIN_IOU with its coarse mask (inside the ROI) keeps its coarse mask.
     _C.GATE_MIN_IOU = -1.0
+    # ... or whose changed pixels have a mean confidence |2p - 1| below this.
     _C.GATE_MIN_CONFIDENCE = -1.0
     # Per pixel: changed pixels of confidence below GATE_PIXEL_CONFIDENCE keep their coarse label.
     _C.GATE_PIXEL_CONFIDENCE = -1.0
