@@ -232,26 +232,24 @@ def _refine_labels(refiner: Any, image_path: Path, mask_path: Path, outputs: Dic
 def _refine_one(refiner: Any, image_path: Path, mask_path: Path, outputs: Dict[str, Path],
                 binary: bool, protect: List[Path], roi: Any = None) -> int:
     """Refine one binary mask; returns 1 when the do-no-harm gate kept the coarse mask."""
-    from .multiobject.refine import _gate, _revert_unconfident
+    from .multiobject.refine import apply_gate
     from .overlay import make_overlay
     image = read_image(image_path)
     coarse = read_mask(mask_path)
     _check_size('mask', mask_path, coarse.shape, image_path, image)
     prob = refiner.refine(image, coarse)
+    coarse_fg = foreground(coarse, REFINE_FOREGROUND_ABOVE, 'coarse mask')
     gated = False
     if roi is not None:   # the do-no-harm gate, as for every ROI of a label map
-        coarse_fg = foreground(coarse, REFINE_FOREGROUND_ABOVE, 'coarse mask')
-        prob = _revert_unconfident(roi, prob, coarse_fg)
-        gated = _gate(roi, prob, coarse_fg)
+        prob, gated = apply_gate(roi, prob, coarse_fg)
     if gated:   # the gate keeps the coarse mask (0 / 255)
-        prob = foreground(coarse, REFINE_FOREGROUND_ABOVE, 'coarse mask').astype(np.float32)
+        prob = coarse_fg.astype(np.float32)
     level = np.floor(np.clip(prob, 0.0, 1.0) * 255.0).astype(np.uint8)
     fg = level > FOREGROUND_ABOVE
     if 'mask' in outputs:
         out = fg.astype(np.uint8) * 255 if binary else level
         write_png_atomic(outputs['mask'], out, protect=protect)
     if 'overlay' in outputs:
-        coarse_fg = foreground(coarse, REFINE_FOREGROUND_ABOVE, 'coarse mask')
         write_png_atomic(outputs['overlay'], make_overlay(image, coarse_fg, fg), protect=protect)
     return int(gated)
 

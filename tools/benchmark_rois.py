@@ -27,7 +27,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -123,15 +122,6 @@ def scores(truth, pred) -> Tuple[float, float]:
     return 100 * float(np.mean(ious)), 100 * multiclass_boundary_accuracy(truth, pred)
 
 
-def cpu_features() -> str:
-    try:
-        flags = Path('/proc/cpuinfo').read_text().split()
-    except OSError:
-        return 'unknown'
-    have = [f for f in ('avx512_bf16', 'amx_bf16', 'amx_tile', 'avx512_vnni') if f in flags]
-    return ', '.join(have) or 'none of avx512_bf16 / AMX'
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--refiner', default='type=CRM', help='refiner entry, key=value,...')
@@ -178,8 +168,8 @@ def main() -> None:
                              gated=int(res['gated']), rois=int(res['rois']),
                              labels=res['labels']))
     ref = rows[0]
-    print(f'# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU '
-          f'features: {cpu_features()}; torch threads {args.threads}, OpenCV threads 1')
+    from segrefine_plugins.inference.accel import describe_cpu
+    print(f'# {describe_cpu()}; torch threads {args.threads}, OpenCV threads 1')
     print(f'# {args.images} mosaics of {2 * args.tile}x{2 * args.tile} px (ECSSD objects), '
           f'coarse = {args.coarse} (mIoU {ref["coarse_miou"]:.2f}, mBA {ref["coarse_mba"]:.2f}); '
           f'refiner {refiner_cfg.get("type")}')

@@ -159,12 +159,17 @@ class Refiner(abc.ABC):
                 :func:`segrefine_plugins.masks.mask_to_uint8`), or an image this refiner
                 cannot take (:meth:`check_input_size`), empty masks included.
         """
-        check_image(image)
-        mask_u8 = mask_to_uint8(mask, image.shape[:2])
+        img, mask_u8 = self._checked_inputs(image, mask)
+        return self._run(img, mask_u8).float().cpu().numpy()
+
+    def _checked_inputs(self, image: np.ndarray, mask: ArrayOrTensor, image_name: str = 'image',
+                        mask_name: str = 'mask') -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`refine`'s checks; (3, H, W) uint8 image and (H, W) uint8 mask on device."""
+        check_image(image, image_name)
+        mask_u8 = mask_to_uint8(mask, image.shape[:2], mask_name)
         self.check_input_size(*image.shape[:2])
         img = tensor_from_numpy(image).to(self.device)
-        prob = self._run(img.permute(2, 0, 1), tensor_from_numpy(mask_u8).to(self.device))
-        return prob.float().cpu().numpy()
+        return img.permute(2, 0, 1), tensor_from_numpy(mask_u8).to(self.device)
 
     def refine_batch(self, images: Sequence[np.ndarray],
                      masks: Sequence[ArrayOrTensor]) -> List[np.ndarray]:
@@ -185,16 +190,13 @@ class Refiner(abc.ABC):
             raise ValueError(f'{len(images)} images but {len(masks)} masks')
         prepared, outs = [], [None] * len(images)
         for i, (image, mask) in enumerate(zip(images, masks)):
-            check_image(image, f'images[{i}]')
-            self.check_input_size(*image.shape[:2])
-            mask_u8 = tensor_from_numpy(mask_to_uint8(mask, image.shape[:2], f'masks[{i}]'))
-            if not bool((mask_u8 > 127).any()):
+            img, mask_u8 = self._checked_inputs(image, mask, f'images[{i}]', f'masks[{i}]')
+            if not bool((mask_u8 > REFINE_FOREGROUND_ABOVE).any()):
                 outs[i] = np.zeros(mask_u8.shape, dtype=np.float32)
                 continue
-            img = tensor_from_numpy(image).to(self.device)
-            prepared.append((i, img.permute(2, 0, 1), mask_u8.to(self.device)))
+            prepared.append((i, img, mask_u8))
         if prepared:
-            with torch.inference_mode():
+            with self._inference():
                 probs = self._refine_many([self._prepare(img) for _, img, _ in prepared],
                                           [m for _, _, m in prepared])
                 for (i, _, _), prob in zip(prepared, probs):
@@ -295,14 +297,20 @@ class Refiner(abc.ABC):
     def _run(self, image_chw_u8: torch.Tensor, mask_u8: torch.Tensor) -> torch.Tensor:
         if not bool((mask_u8 > REFINE_FOREGROUND_ABOVE).any()):
             return torch.zeros(mask_u8.shape, dtype=torch.float32, device=self.device)
+        with self._inference():
+            prob = self._refine(self._prepare(image_chw_u8), mask_u8)
+            return prob.float().clamp_(0.0, 1.0)
+
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        """``torch.inference_mode``, with a failing ``torch.compile`` reported clearly."""
         with torch.inference_mode():
             try:
-                prob = self._refine(self._prepare(image_chw_u8), mask_u8)
+                yield
             except Exception as err:
                 if self.compile and accel.is_compile_error(err):
                     raise accel.compile_failed(err) from err
                 raise
-            return prob.float().clamp_(0.0, 1.0)
 
     @abc.abstractmethod
     def _refine(self, image: torch.Tensor, mask_u8: torch.Tensor) -> torch.Tensor:

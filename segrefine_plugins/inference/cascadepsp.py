@@ -147,8 +147,7 @@ class CascadePSPRefiner(Refiner):
         """Refuse images that the global step would squeeze to a side of 0 px (long side /
         short side too large for ``L``)."""
         super().check_input_size(height, width)
-        s = self.L / max(height, width)
-        if int(height * s) < 1 or int(width * s) < 1:
+        if min(height, width) < self.min_short_side(max(height, width)):
             raise ValueError(f'a {height}x{width} image resized to long side L={self.L} would '
                              f'have a side of 0 px; use a larger L')
 

@@ -79,7 +79,7 @@ class SegmentsResult:
 def _check_refiner(refiner: Refiner) -> None:
     if not callable(getattr(refiner, 'refine', None)):
         raise ValueError(f'refiner must be a segrefine Refiner (with .refine(image, mask)), '
-                        f'got {type(refiner).__name__}')
+                         f'got {type(refiner).__name__}')
 
 
 def _min_roi_size(refiner: Refiner, options: RoiOptions) -> int:
@@ -119,6 +119,20 @@ def _revert_unconfident(options: RoiOptions, prob: np.ndarray, coarse: np.ndarra
     tie = weak & coarse & (out <= 0.5)
     out[tie] = np.nextafter(np.float32(0.5), np.float32(1.0))
     return out
+
+
+def apply_gate(options: RoiOptions, prob: np.ndarray,
+               coarse: np.ndarray) -> Tuple[np.ndarray, bool]:
+    """The do-no-harm gate on one refined object (see RoiOptions): ``(prob, gated)``, with
+    ``prob``'s unconfident changes reverted (``gate_pixel_confidence``) and ``gated`` True
+    where the coarse mask is kept.
+
+    Args:
+        prob: (h, w) float32 refined probability in [0, 1].
+        coarse: (h, w) bool coarse mask.
+    """
+    prob = _revert_unconfident(options, prob, coarse)
+    return prob, _gate(options, prob, coarse)
 
 
 def _gate(options: RoiOptions, prob: np.ndarray, coarse: np.ndarray) -> bool:
@@ -165,8 +179,7 @@ class _RoiRunner:
 
     def _flush(self, pending: List[Roi]) -> Iterator[Tuple[Roi, np.ndarray, bool]]:
         for roi, prob in zip(pending, self._probs(pending)):
-            prob = _revert_unconfident(self.options, prob, roi.mask)
-            gated = _gate(self.options, prob, roi.mask)
+            prob, gated = apply_gate(self.options, prob, roi.mask)
             self.gated += gated
             yield roi, prob, gated
 
