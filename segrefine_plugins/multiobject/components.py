@@ -20,6 +20,8 @@ from typing import Iterator, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
+from ..options import check_float, check_int
+
 #: ``(y0, y1, x0, x1)``, exclusive ends.
 Box = Tuple[int, int, int, int]
 
@@ -41,28 +43,12 @@ class Roi:
     index: int = -1
 
 
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f'{name} must be an integer, got {value!r}')
-    if value < minimum:
-        raise ValueError(f'{name} must be >= {minimum}, got {value}')
-    return int(value)
-
-
-def _check_padding(padding: float) -> float:
-    if isinstance(padding, (bool, np.bool_)) or not isinstance(padding, (int, float, np.floating,
-                                                                          np.integer)):
-        raise ValueError(f'roi_padding must be a number, got {padding!r}')
-    if not np.isfinite(padding) or padding < 0:
-        raise ValueError(f'roi_padding must be finite and >= 0, got {padding}')
-    return float(padding)
-
-
 def check_roi_options(min_area: int, kernel_size: int,
                       roi_padding: float) -> Tuple[int, int, float]:
-    """Validate the ROI knobs shared by every entry point; returns them as (int, int, float)."""
-    return (_check_int(min_area, 'min_area', 0), _check_int(kernel_size, 'kernel_size', 1),
-            _check_padding(roi_padding))
+    """Validate the ROI knobs of the functions below (the same rule as :class:`RoiOptions`);
+    returns them as (int, int, float)."""
+    return (check_int('min_area', min_area, 0), check_int('kernel_size', kernel_size, 1),
+            check_float('roi_padding', roi_padding, 0.0))
 
 
 def check_binary_mask(mask: np.ndarray, name: str = 'mask', ndim: int = 2,
@@ -110,7 +96,7 @@ def disk_kernel(size: int = 10) -> np.ndarray:
     not part of the input mask; they keep their label unless a refined ROI claims them. An odd
     size (e.g. 11) gives a symmetric kernel and an exact closing.
     """
-    size = _check_int(size, 'kernel_size', 1)
+    size = check_int('kernel_size', size, 1)
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
 
 
@@ -130,7 +116,7 @@ def pad_box(box: Box, padding: float, shape: Tuple[int, int]) -> Box:
     likewise ``int(padding * w / 2)`` columns left and right; ``padding=0.25`` is the published
     25 % growth.
     """
-    padding = _check_padding(padding)
+    padding = check_float('roi_padding', padding, 0.0)
     y0, y1, x0, x1 = box
     if not (0 <= y0 < y1 <= shape[0] and 0 <= x0 < x1 <= shape[1]):
         raise ValueError(f'box {box} is empty or outside an image of size {shape}')
@@ -167,7 +153,7 @@ def component_masks(mask: np.ndarray, kernel_size: int = 10,
     """
     check_binary_mask(mask)
     kernel = disk_kernel(kernel_size)
-    min_area = _check_int(min_area, 'min_area', 0)
+    min_area = check_int('min_area', min_area, 0)
     box = bounding_box(mask)
     if box is None:
         return iter(())
@@ -223,10 +209,10 @@ def ensure_min_size(roi: Roi, min_size: Union[int, Tuple[int, int]],
     enough.
     """
     if isinstance(min_size, tuple):
-        min_h = _check_int(min_size[0], 'min_roi_size', 1)
-        min_w = _check_int(min_size[1], 'min_roi_size', 1)
+        min_h = check_int('min_roi_size', min_size[0], 1)
+        min_w = check_int('min_roi_size', min_size[1], 1)
     else:
-        min_h = min_w = _check_int(min_size, 'min_roi_size', 1)
+        min_h = min_w = check_int('min_roi_size', min_size, 1)
     y0, y1, x0, x1 = roi.box
 
     def grow(lo: int, hi: int, size: int, want: int) -> Tuple[int, int]:
@@ -279,9 +265,9 @@ def label_map_rois(labels: np.ndarray, *, ignore_index: Optional[int] = 255,
     check_label_map(labels)
     min_area, kernel_size, roi_padding = check_roi_options(min_area, kernel_size, roi_padding)
     if ignore_index is not None:
-        ignore_index = _check_int(ignore_index, 'ignore_index', -(1 << 63))
+        ignore_index = check_int('ignore_index', ignore_index, -(1 << 63))
     wanted = None if classes is None else {
-        _check_int(c, 'classes[]', -(1 << 63)) for c in classes}
+        check_int('classes[]', c, -(1 << 63)) for c in classes}
     present, areas = class_areas(labels)
     todo = [int(c) for c, area in zip(present, areas)
             if area > min_area and c != ignore_index and (wanted is None or c in wanted)]
