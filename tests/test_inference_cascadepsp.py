@@ -110,6 +110,20 @@ def test_all_crops_skipped_gives_binarised_global(state):
     assert float(out.mean()) > 0.99
 
 
+def test_soft_input_reads_the_mask_linearly(state):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:70, :90]
+    mask = (((yy - 35) / 25.0) ** 2 + ((xx - 45) / 30.0) ** 2 < 1).astype(np.uint8) * 255
+    image = (rng.random((70, 90, 3)) * 60 + mask[..., None] * 0.6).astype(np.uint8)
+    hard = CascadePSPRefiner(state, L=96)
+    soft = CascadePSPRefiner(state, L=96, soft_input=True)
+    np.testing.assert_allclose(soft.refine(image, mask), hard.refine(image, mask), atol=0)
+    prob_a = np.where(mask > 0, 0.7, 0.2).astype(np.float32)
+    prob_b = np.where(mask > 0, 0.9, 0.1).astype(np.float32)
+    assert np.abs(soft.refine(image, prob_a) - soft.refine(image, prob_b)).max() > 1e-3
+    np.testing.assert_array_equal(hard.refine(image, prob_a), hard.refine(image, prob_b))
+
+
 def test_global_step_sizes_use_the_scale_factor():
     x = torch.zeros(1, 1, 2328, 3492)
     # 3492 * (900 / 3492) = 899.9999999999999 in floating point: floor gives 899 (published)

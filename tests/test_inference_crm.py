@@ -221,6 +221,24 @@ def test_mask_is_binarised_and_bgr_flag(small_state, sample):
     assert ref.dtype == np.float32 and ref.min() >= 0 and ref.max() <= 1
 
 
+def test_soft_input_reads_the_mask_linearly(small_state, sample):
+    image, mask = sample
+    hard = build_refiner(dict(type='CRM', checkpoint=small_state, scales=(0.5, 1.0)))
+    soft = build_refiner(dict(type='CRM', checkpoint=small_state, scales=(0.5, 1.0),
+                              soft_input='true'))
+    assert soft.soft_input and not hard.soft_input
+    # a hard 0 / 255 mask is the same input either way
+    np.testing.assert_array_equal(soft.refine(image, mask), hard.refine(image, mask))
+    # a probability map is not binarised: the result depends on the values, not only > 127
+    prob_a = np.where(mask > 0, 0.7, 0.2).astype(np.float32)
+    prob_b = np.where(mask > 0, 0.9, 0.1).astype(np.float32)
+    out_a, out_b = soft.refine(image, prob_a), soft.refine(image, prob_b)
+    assert np.abs(out_a - out_b).max() > 0        # (the input itself: test_inference_crm_input)
+    np.testing.assert_array_equal(hard.refine(image, prob_a), hard.refine(image, prob_b))
+    with pytest.raises(ValueError, match='soft_input'):
+        build_refiner(dict(type='CRM', checkpoint=small_state, soft_input='maybe'))
+
+
 def test_min_input_size(small_state, sample):
     refiner = build_refiner(dict(type='CRM', checkpoint=small_state))
     assert refiner.min_input_size == 33

@@ -74,6 +74,17 @@ def test_bgr_images_are_read_as_rgb(inputs):
     torch.testing.assert_close(rgb, rgb_ref, atol=2e-6, rtol=0)
 
 
+@pytest.mark.parametrize('s', [1.0, 0.5])
+def test_soft_mask_is_read_linearly(inputs, s):
+    image, mask, _ = inputs
+    seg = F.pad((mask.float() / 255.0 * 2 - 1)[None, None], (PAD,) * 4, mode='reflect')
+    _, seg_ref = _published(image, seg, s)
+    _, got = ScaledInput(image, MEAN, STD, PAD, s, mask=mask, soft=True).window(
+        (0, seg_ref.shape[-2]), (0, seg_ref.shape[-1]))
+    torch.testing.assert_close(got, seg_ref, atol=2e-6, rtol=0)
+    assert len(got.unique()) > 100                          # not binarised
+
+
 def test_bad_arguments(inputs):
     image, mask, prob = inputs
     with pytest.raises(ValueError, match='exactly one'):

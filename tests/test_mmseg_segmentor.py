@@ -161,6 +161,24 @@ def test_stuff_classes_by_name_and_stuff_scale(model, refiner, set_root):
         unresolved.test_step(make_batch(set_root, (0,)))
 
 
+def test_soft_coarse_gives_the_refiner_class_probabilities(model, cascadepsp_cfg, refiner,
+                                                          set_root):
+    soft_refiner = build_mmseg_refiner(dict(cascadepsp_cfg, soft_input=True))
+    plain = model.test_step(make_batch(set_root, (0,)))
+    wrapper = RefinedSegmentor(model, soft_refiner, soft_coarse=True, **OPTIONS)
+    out = wrapper.test_step(make_batch(set_root, (0,)))
+    coarse, sample = plain[0], out[0]
+    probs = torch.softmax(coarse.seg_logits.data.detach().float(), dim=0).numpy()
+    expected = refine_label_map(read_image(sample.img_path), labels_of(coarse), soft_refiner,
+                                probs=probs, **OPTIONS).labels
+    np.testing.assert_array_equal(labels_of(sample), expected)
+    hard = refine_label_map(read_image(sample.img_path), labels_of(coarse), soft_refiner,
+                            **OPTIONS).labels
+    assert (expected != hard).any(), 'soft and hard coarse inputs gave the same labels'
+    with pytest.raises(ValueError, match='soft_input=True'):
+        RefinedSegmentor(model, refiner, soft_coarse=True)
+
+
 @pytest.mark.parametrize('kwargs, match', [
     (dict(min_area=-1), 'min_area'),
     (dict(roi_padding=float('nan')), 'roi_padding'),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import List, Sequence, Tuple
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -222,6 +223,49 @@ def test_deterministic():
     np.testing.assert_array_equal(a.labels, b.labels)
     np.testing.assert_array_equal(a.confidence, b.confidence)
     assert a.rois == b.rois
+
+
+class MaskEchoRefiner(Refiner):
+    """prob = the coarse mask it was given, as 0..1 (records the uint8 masks)."""
+
+    def __init__(self) -> None:
+        super().__init__(soft_input=True)
+        self.masks: List[np.ndarray] = []
+
+    def refine(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        self.masks.append(np.array(mask))
+        return super().refine(image, mask)
+
+    def _refine(self, image: torch.Tensor, mask_u8: torch.Tensor) -> torch.Tensor:
+        return mask_u8.float() / 255.0
+
+
+def test_label_map_soft_coarse_probabilities():
+    labels = scene()
+    image = paint(labels)
+    probs = np.zeros((6,) + labels.shape, np.float32)
+    for c in (0, 3, 5):
+        probs[c] = cv2.GaussianBlur((labels == c).astype(np.float32), (7, 7), 2)
+    probs /= probs.sum(0, keepdims=True)
+    refiner = MaskEchoRefiner()
+    res = refine_label_map(image, labels, refiner, probs=probs, min_area=0)
+    hard = refine_label_map(image, labels, MaskEchoRefiner(), min_area=0)
+    assert [r[0] for r in res.rois] == [0, 3, 5] and res.rois == hard.rois
+    for (c, (y0, y1, x0, x1)), mask in zip(res.rois, refiner.masks):
+        assert mask.dtype == np.uint8
+        want = np.rint(probs[c, y0:y1, x0:x1] * 255).astype(np.uint8)
+        inside = mask > 0
+        np.testing.assert_array_equal(mask[inside], want[inside])
+        assert len(np.unique(mask)) > 3                    # soft values, not 0 / 255
+    # probs of the wrong size / kind are refused with a clear message
+    with pytest.raises(ValueError, match='differs'):
+        refine_label_map(image, labels, refiner, probs=probs[:, :-1])
+    with pytest.raises(ValueError, match=r'\[0, 1\]'):
+        refine_label_map(image, labels, refiner, probs=probs * 2)
+    with pytest.raises(ValueError, match='float'):
+        refine_label_map(image, labels, refiner, probs=(probs * 255).astype(np.uint8))
+    with pytest.raises(ValueError, match='no probability map'):
+        refine_label_map(image, labels, refiner, probs=probs[:4], min_area=0)
 
 
 def test_label_map_bad_input():

@@ -21,7 +21,10 @@ images). Coarse kinds:
   lowresFsoft    the same bilinear probability without the threshold (uint8 0..255), as an
                  adapter passing the segmenter's upsampled probability gives it.
 Models: ``NAME=default`` is the shipped default weights (their sidecar's scales), any other
-``NAME=PATH`` a CRM checkpoint run as ``--type CRM --checkpoint PATH --set scales=SCALES``.
+``NAME=PATH`` a CRM checkpoint run as ``--type CRM --checkpoint PATH --set scales=SCALES``;
+``--args NAME='...'`` adds ``segrefine refine`` arguments to one model (the same weights can
+run as several models: ``--model hard=default --model soft=default --args soft='--set
+soft_input=true'``).
 Subprocesses inherit the environment (set OMP_NUM_THREADS; PYTHONPATH picks the checkout).
 Data: ``--data`` or ``$SEGREFINE_DATA`` (default ../shared/data).
 """
@@ -32,6 +35,7 @@ import json
 import os
 import os.path as osp
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -98,10 +102,12 @@ def cli(args: List[str]) -> None:
 
 
 def run_model(work: str, name: str, checkpoint: str, kinds: Sequence[str],
-              scales: Tuple[float, ...]) -> Dict[str, dict]:
-    """Refine and evaluate every kind with one model through the CLI; the eval JSONs."""
+              scales: Tuple[float, ...], cli_args: Sequence[str] = ()) -> Dict[str, dict]:
+    """Refine and evaluate every kind with one model through the CLI (``cli_args``: extra
+    ``segrefine refine`` arguments); the eval JSONs."""
     extra = [] if checkpoint == 'default' else [
         '--type', 'CRM', '--checkpoint', checkpoint, '--set', f'scales={tuple(scales)!r}']
+    extra += list(cli_args)
     results = {}
     for kind in kinds:
         out = osp.join(work, 'refined', name, kind)
@@ -135,6 +141,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument('--kinds', nargs='+', default=['perturb', 'lowres4', 'lowres8'])
     p.add_argument('--model', action='append', required=True, metavar='NAME=CHECKPOINT',
                    help="'NAME=default' (shipped weights) or 'NAME=PATH'; repeatable")
+    p.add_argument('--args', action='append', default=[], metavar="NAME='ARGS'",
+                   help="extra 'segrefine refine' arguments of model NAME, e.g. "
+                        "soft='--set soft_input=true' or gate='--roi gate_pixel_confidence=0.9'"
+                        "; repeatable")
     p.add_argument('--scales', type=float, nargs='+', default=[1.0],
                    help='CRM scales for checkpoints given by path (default 1.0, as shipped)')
     p.add_argument('--seed', type=int, default=0)
@@ -149,12 +159,19 @@ def main(argv: Optional[List[str]] = None) -> None:
         if ckpt != 'default' and not osp.isfile(ckpt):
             p.error(f'checkpoint {ckpt!r} does not exist')
         models.append((name, ckpt))
+    cli_args: Dict[str, List[str]] = {}
+    for item in args.args:
+        name, sep, rest = item.partition('=')
+        if not sep or name not in dict(models):
+            p.error(f"--args expects NAME='ARGS' for a NAME given by --model, got {item!r}")
+        cli_args.setdefault(name, []).extend(shlex.split(rest))
     for kind in args.kinds:
         if kind != 'perturb' and not _LOWRES.match(kind):
             p.error(f"unknown coarse kind {kind!r}: use 'perturb', 'lowresF' or 'lowresFsoft'")
     n = prepare(osp.join(args.data, args.dataset), args.work, args.kinds, args.start,
                 args.limit, args.seed)
-    results = {name: run_model(args.work, name, ckpt, args.kinds, tuple(args.scales))
+    results = {name: run_model(args.work, name, ckpt, args.kinds, tuple(args.scales),
+                               cli_args.get(name, ()))
                for name, ckpt in models}
     print(f'{args.dataset} ({args.data}), pairs {args.start}..{args.start + n - 1}, through '
           f'the segrefine CLI (refine, then eval; foreground > 128 of floor(p * 255))')

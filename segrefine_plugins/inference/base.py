@@ -95,6 +95,13 @@ class Refiner(abc.ABC):
         backend: 'torch' (default) or 'onnxruntime': the network is exported to ONNX at
             construction (in memory) and run by onnxruntime on CPU inside the same pipeline
             (fp32 only; needs the onnx + onnxruntime packages).
+        soft_input: read the coarse mask's 0..255 values linearly as the network's mask input
+            (``m / 255 * 2 - 1`` in [-1, 1]) instead of binarising them at > 127 (the published
+            refiners binarise; parity). For a probability map (a segmenter's upsampled class
+            probability) this keeps the sub-pixel boundary position the threshold throws
+            away; the networks read soft masks at their later steps anyway. A hard 0 / 255
+            mask gives the same numbers either way. Which pixels count as foreground for the
+            empty-mask rule does not change (> 127).
     """
 
     #: channels-last default of this refiner (``channels_last=None``).
@@ -102,8 +109,9 @@ class Refiner(abc.ABC):
 
     def __init__(self, device: Union[str, torch.device] = 'cpu', precision: str = 'fp32',
                  bgr: bool = False, channels_last: Optional[bool] = None,
-                 compile: bool = False, backend: str = 'torch') -> None:
+                 compile: bool = False, backend: str = 'torch', soft_input: bool = False) -> None:
         self.precision = check_choice('precision', precision, PRECISIONS)
+        self.soft_input = to_bool(soft_input, 'soft_input')
         self.backend = check_choice('backend', backend, BACKENDS)
         self.device = check_device(device)
         self.bgr = to_bool(bgr, 'bgr')
@@ -126,6 +134,13 @@ class Refiner(abc.ABC):
         self.compile = compile
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+
+    def mask_input(self, mask_u8: torch.Tensor) -> torch.Tensor:
+        """(..., H, W) uint8 0..255 coarse mask -> float32 network input in [-1, 1]: binarised
+        at > 127 (published), or linear with ``soft_input``."""
+        if self.soft_input:
+            return mask_u8.float().mul_(2.0 / 255.0).sub_(1.0)
+        return (mask_u8 > REFINE_FOREGROUND_ABOVE).float().mul_(2).sub_(1)
 
     #: Smallest image side this refiner takes (subclasses raise it where they need more).
     min_input_size: int = 1

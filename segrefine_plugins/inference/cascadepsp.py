@@ -38,7 +38,6 @@ import torch.nn.functional as F
 
 from ..models.cascadepsp import CascadePSPNet
 from ..models.checkpoint import load_checkpoint
-from ..masks import REFINE_FOREGROUND_ABOVE
 from ..options import check_int, to_bool
 from ..registry import REFINERS
 from .base import Refiner
@@ -112,9 +111,10 @@ class CascadePSPRefiner(Refiner):
     def __init__(self, checkpoint: Optional[Checkpoint] = None, L: int = 900, fast: bool = False,
                  crop_batch_size: Optional[int] = None, device: Union[str, torch.device] = 'cpu',
                  precision: str = 'fp32', bgr: bool = False, channels_last: Optional[bool] = None,
-                 compile: bool = False, backend: str = 'torch') -> None:
+                 compile: bool = False, backend: str = 'torch', soft_input: bool = False) -> None:
         super().__init__(device=device, precision=precision, bgr=bgr,
-                         channels_last=channels_last, compile=compile, backend=backend)
+                         channels_last=channels_last, compile=compile, backend=backend,
+                         soft_input=soft_input)
         if checkpoint is None:
             raise ValueError('CascadePSP needs checkpoint=<path of the published "model" file '
                              'or a state dict>; no default weights are shipped')
@@ -174,7 +174,7 @@ class CascadePSPRefiner(Refiner):
                        ) -> Tuple[torch.Tensor, torch.Tensor, int]:
         """The global step's (1, 3, h, w) image and (1, 1, h, w) mask in -1..1, and its L."""
         h, w = mask_u8.shape
-        seg = ((mask_u8 > REFINE_FOREGROUND_ABOVE).float() * 2 - 1).view(1, 1, h, w)
+        seg = self.mask_input(mask_u8).view(1, 1, h, w)
         long_side = max(h, w)
         L = self.work_size(long_side)
         if long_side > L:

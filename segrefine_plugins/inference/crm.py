@@ -4,7 +4,8 @@
 :class:`CRMRefiner`; ``refiner.refine(image, mask)`` returns the published pipeline's
 probability map (REFERENCE.md section 3) to float rounding:
 
-1. the mask is binarised at > 127 and mapped to {-1, +1} (the published model's input);
+1. the mask is binarised at > 127 and mapped to {-1, +1} (the published model's input; with
+   ``soft_input`` its 0..255 values map linearly to [-1, 1]);
    image and mask are reflect-padded by 32 px on every side (H + 64 x W + 64);
 2. for every scale s: image and current mask are resized bilinearly (``align_corners=True``)
    to ``round((H + 64) * s) x round((W + 64) * s)`` (Python's round, half to even), encoded
@@ -178,9 +179,10 @@ class CRMRefiner(Refiner):
                  blocks: Optional[Sequence[int]] = None, width: Optional[int] = None,
                  device: Union[str, torch.device] = 'cpu', precision: str = 'fp32',
                  bgr: bool = False, channels_last: Optional[bool] = None,
-                 compile: bool = False, backend: str = 'torch') -> None:
+                 compile: bool = False, backend: str = 'torch', soft_input: bool = False) -> None:
         super().__init__(device=device, precision=precision, bgr=bgr,
-                         channels_last=channels_last, compile=compile, backend=backend)
+                         channels_last=channels_last, compile=compile, backend=backend,
+                         soft_input=soft_input)
         self.chunk_size = check_int('chunk_size', chunk_size, 1, MAX_CHUNK_SIZE)
         self.tile_size = None if tile_size is None else check_int('tile_size', tile_size, 32)
         self.roi_only = to_bool(roi_only, 'roi_only')
@@ -294,6 +296,7 @@ class CRMRefiner(Refiner):
         cur = torch.empty(size, dtype=torch.float32, device=self.device)
         for k, s in enumerate(self.scales):
             inputs = ScaledInput(image, self._mean, self._std, PAD, s, bgr=self.bgr,
+                                 soft=self.soft_input,
                                  **({'mask': mask_u8} if prev is None else {'prob': prev}))
             roi = None
             if self.roi_only and prev is not None:

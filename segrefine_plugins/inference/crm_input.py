@@ -43,15 +43,19 @@ class ScaledInput:
         mean, std: (1, 3, 1, 1) float32 normalisation (ImageNet, RGB order).
         pad: reflect padding on every side (the published 32).
         scale: in (0, 1]; the input is ``round((H + 2 pad) * scale) x round(...)``.
-        mask: (H, W) uint8 0..255, binarised at > 127 (the first scale), or
+        mask: (H, W) uint8 0..255, binarised at > 127 (the first scale; read linearly
+            with ``soft``), or
         prob: (H + 2 pad, W + 2 pad) float32 in [0, 1], the previous scale's output.
             Exactly one of ``mask`` / ``prob``.
         bgr: the image is BGR; it is read as RGB.
+        soft: ``mask`` is read as ``m / 255 * 2 - 1`` instead of binarised (the refiners'
+            ``soft_input``).
     """
 
     def __init__(self, image: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, pad: int,
                  scale: float, mask: Optional[torch.Tensor] = None,
-                 prob: Optional[torch.Tensor] = None, bgr: bool = False) -> None:
+                 prob: Optional[torch.Tensor] = None, bgr: bool = False,
+                 soft: bool = False) -> None:
         if image.dim() != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
             raise ValueError(f'image must be a (3, H, W) uint8 tensor, got '
                              f'{tuple(image.shape)} {image.dtype}')
@@ -69,7 +73,7 @@ class ScaledInput:
                              f'{self.padded[1]} input to {self.size[0]}x{self.size[1]} px; '
                              f'use a larger scale')
         self.image, self.mask, self.prob = image, mask, prob
-        self.mean, self.std, self.bgr = mean, std, bool(bgr)
+        self.mean, self.std, self.bgr, self.soft = mean, std, bool(bgr), bool(soft)
         self.rows_index = reflect_index(h, pad, image.device)
         self.cols_index = reflect_index(w, pad, image.device)
 
@@ -82,7 +86,8 @@ class ScaledInput:
                               self.std, self.bgr)
         if self.mask is not None:
             m = self.mask.index_select(0, ri).index_select(1, ci)
-            seg = (m > REFINE_FOREGROUND_ABOVE).float().mul_(2).sub_(1)
+            seg = (m.float().mul_(2.0 / 255.0).sub_(1.0) if self.soft
+                   else (m > REFINE_FOREGROUND_ABOVE).float().mul_(2).sub_(1))
         else:
             seg = self.prob.index_select(0, rows).index_select(1, cols).sub_(0.5).mul_(2)
         return rgb, seg.view(1, 1, len(rows), len(cols))

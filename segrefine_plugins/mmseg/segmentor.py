@@ -116,6 +116,11 @@ class RefinedSegmentor(BaseModel):
             ``'inputs'`` (see :mod:`segrefine_plugins.mmseg.images`).
         inputs_channel_order: channel order of the packed input tensors (``'bgr'`` in mmcv
             pipelines), used with ``image_source='inputs'``.
+        soft_coarse: give the refiner each ROI's class *probability* (softmax of the sample's
+            ``seg_logits``; sigmoid for one-channel binary heads) instead of the 0 / 255 class
+            mask (opt-in; see :class:`~segrefine_plugins.multiobject.SoftCoarse`). Needs a
+            refiner built with ``soft_input=True`` (the published refiners binarise their
+            input, so the soft values would be thrown away): refused otherwise.
         keep_coarse: store the coarse labels as ``coarse_sem_seg`` in each sample.
         keep_confidence: store the fused confidence (float32, (1, H, W)) as
             ``refine_confidence``.
@@ -131,7 +136,7 @@ class RefinedSegmentor(BaseModel):
                  roi_options: Union[RoiOptions, Mapping[str, Any], None] = None,
                  image_source: str = 'auto', inputs_channel_order: str = 'bgr',
                  keep_coarse: bool = True, keep_confidence: bool = False,
-                 pretrained: Any = _KEEP, train_cfg: Any = _KEEP,
+                 soft_coarse: bool = False, pretrained: Any = _KEEP, train_cfg: Any = _KEEP,
                  init_cfg: Optional[dict] = None, threads: Optional[int] = None,
                  **roi_kwargs: Any) -> None:
         roi = RoiOptions.from_any(roi_options, **roi_kwargs)
@@ -162,6 +167,7 @@ class RefinedSegmentor(BaseModel):
         self.inputs_channel_order = inputs_channel_order
         self.keep_coarse = to_bool(keep_coarse, 'keep_coarse')
         self.keep_confidence = to_bool(keep_confidence, 'keep_confidence')
+        self.soft_coarse = to_bool(soft_coarse, 'soft_coarse')
         self._stuff_spec = list(roi.stuff_classes)
         self._classes_spec = None if roi.refine_classes is None else list(roi.refine_classes)
         self._dataset_meta: Optional[dict] = None
@@ -174,6 +180,10 @@ class RefinedSegmentor(BaseModel):
         self.refiner: Optional[Refiner] = None
         if refiner is not None:
             self.refiner = build_mmseg_refiner(refiner, _module_device(segmentor))
+            if self.soft_coarse and not getattr(self.refiner, 'soft_input', False):
+                raise ValueError('soft_coarse=True needs a refiner built with soft_input=True '
+                                 '(e.g. refiner=dict(type=\'CRM\', soft_input=True)): the '
+                                 'refiner binarises its input otherwise')
         self._resolve(self.dataset_meta, strict=False)
         self._register_state_dict_hook(_strip_prefix)
         self._register_load_state_dict_pre_hook(_add_prefix)
@@ -263,7 +273,9 @@ class RefinedSegmentor(BaseModel):
         options = self.roi_options.replace(stuff_classes=self._stuff_ids,
                                            refine_classes=self._class_ids)
         res = refine_label_map(image, labels2d, self.refiner, options,
-                               return_confidence=self.keep_confidence)
+                               return_confidence=self.keep_confidence,
+                               probs=self._class_probs(sample, labels2d.shape)
+                               if self.soft_coarse else None)
         self.rois_gated += res.gated
         self.rois_refined += len(res.rois)
         refined = tensor_from_numpy(res.labels).to(device=coarse.device, dtype=coarse.dtype)
@@ -273,6 +285,26 @@ class RefinedSegmentor(BaseModel):
         if self.keep_confidence:
             sample.refine_confidence = PixelData(
                 data=tensor_from_numpy(res.confidence)[None].to(coarse.device))
+
+
+    @staticmethod
+    def _class_probs(sample: Any, shape: Tuple[int, int]) -> np.ndarray:
+        """(C, H, W) float32 class probabilities of ``sample.seg_logits`` (softmax over
+        classes; a one-channel binary head: sigmoid, as [1 - p, p])."""
+        logits = getattr(sample, 'seg_logits', None)
+        if logits is None:
+            raise ValueError('soft_coarse=True needs seg_logits in the segmentor\'s output '
+                             'samples (mmseg segmentors store them in predict())')
+        x = logits.data.detach().float()
+        if x.dim() != 3 or tuple(x.shape[1:]) != tuple(shape):
+            raise ValueError(f'seg_logits {tuple(x.shape)} do not match the prediction '
+                             f'{shape[0]}x{shape[1]}')
+        if x.shape[0] == 1:
+            p = torch.sigmoid(x)
+            x = torch.cat([1 - p, p])
+        else:
+            x = torch.softmax(x, dim=0)
+        return x.cpu().numpy()
 
 
 def _plain_inputs(data: Any) -> Optional[list]:

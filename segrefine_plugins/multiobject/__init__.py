@@ -13,9 +13,9 @@ from .components import (Box, Roi, bounding_box, component_masks, disk_kernel, e
                          label_map_rois, pad_box, segment_rois)
 from .fusion import ModifiedArgmax
 from .options import RoiOptions
-from .refine import (LabelMapResult, SegmentsResult, refine_label_map, refine_segments,
-                     segments_to_id_map)
+from .refine import (LabelMapResult, SegmentsResult, SoftCoarse, refine_label_map,
+                     refine_segments, segments_to_id_map)
 
 __all__ = ['refine_label_map', 'refine_segments', 'RoiOptions', 'LabelMapResult', 'SegmentsResult',
-           'ModifiedArgmax', 'Roi', 'Box', 'bounding_box', 'pad_box', 'disk_kernel',
+           'SoftCoarse', 'ModifiedArgmax', 'Roi', 'Box', 'bounding_box', 'pad_box', 'disk_kernel',
            'component_masks', 'ensure_min_size', 'label_map_rois', 'segment_rois', 'segments_to_id_map']

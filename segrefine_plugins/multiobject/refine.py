@@ -13,11 +13,12 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
+import cv2
 import numpy as np
 
 from ..inference.base import Refiner, check_image
-from .components import (Box, Roi, check_binary_mask, check_label_map, ensure_min_size,
-                         label_map_rois, segment_rois)
+from .components import (Box, Roi, check_binary_mask, check_label_map, disk_kernel,
+                         ensure_min_size, label_map_rois, segment_rois)
 from .fusion import ModifiedArgmax
 from ..options import to_bool
 from .options import STUFF_SCALE, RoiOptions
@@ -159,18 +160,20 @@ class _RoiRunner:
     """Runs ROIs through the refiner in batches of ``options.roi_batch_size`` (in order),
     under the size rule, and applies the gate; ``run`` yields ``(roi, prob, gated)``."""
 
-    def __init__(self, image: np.ndarray, refiner: Refiner, options: RoiOptions) -> None:
-        self.image, self.refiner, self.options = image, refiner, options
+    def __init__(self, image: np.ndarray, refiner: Refiner, options: RoiOptions,
+                 soft: Optional['SoftCoarse'] = None) -> None:
+        self.image, self.refiner, self.options, self.soft = image, refiner, options, soft
         self.batch = options.roi_batch_size if callable(getattr(refiner, 'refine_batch',
                                                                 None)) else 1
         self.gated = 0
 
     def _probs(self, rois: List[Roi]) -> List[np.ndarray]:
         crops = [self.image[r.box[0]:r.box[1], r.box[2]:r.box[3]] for r in rois]
+        masks = [r.mask if self.soft is None else self.soft.mask(r) for r in rois]
         if self.batch > 1:
-            probs = self.refiner.refine_batch(crops, [r.mask for r in rois])
+            probs = self.refiner.refine_batch(crops, masks)
         else:
-            probs = [self.refiner.refine(crop, roi.mask) for crop, roi in zip(crops, rois)]
+            probs = [self.refiner.refine(crop, mask) for crop, mask in zip(crops, masks)]
         for roi, prob in zip(rois, probs):
             if not isinstance(prob, np.ndarray) or prob.shape != roi.mask.shape:
                 raise ValueError(f'refiner returned {getattr(prob, "shape", type(prob).__name__)}'
@@ -198,9 +201,46 @@ class _RoiRunner:
                 yield from self._flush(pending)
 
 
+class SoftCoarse:
+    """Per-class probabilities as the refiner's coarse input (a segmenter's soft output).
+
+    For an ROI of class ``c`` the refiner gets ``probs[c]`` inside the ROI's box, as uint8
+    ``round(255 p)``, zeroed outside the ROI's own component grown by the protocol's disk
+    kernel (so other components of the same class in the box stay out, as with hard masks).
+    Only a refiner built with ``soft_input=True`` reads the values; others binarise at > 127.
+
+    Args:
+        probs: (C, H, W) float in [0, 1] (C > every class id refined), e.g. the softmax of
+            mmseg's ``seg_logits``.
+        kernel_size: the disk kernel the ROI's component is grown by (RoiOptions.kernel_size).
+    """
+
+    def __init__(self, probs: np.ndarray, kernel_size: int) -> None:
+        if not isinstance(probs, np.ndarray) or probs.ndim != 3 or \
+                probs.dtype.kind != 'f':
+            raise ValueError(f'probs must be a (C, H, W) float array, got '
+                             f'{getattr(probs, "shape", type(probs).__name__)} '
+                             f'{getattr(probs, "dtype", "")}')
+        if not np.isfinite(probs).all() or probs.min() < 0 or probs.max() > 1:
+            raise ValueError('probs must be finite probabilities in [0, 1]')
+        self.probs = probs
+        self.kernel = disk_kernel(kernel_size)
+
+    def mask(self, roi: Roi) -> np.ndarray:
+        """(h, w) uint8 0..255: the ROI's soft coarse mask."""
+        if not 0 <= roi.label < self.probs.shape[0]:
+            raise ValueError(f'class {roi.label} has no probability map (probs has '
+                             f'{self.probs.shape[0]} classes)')
+        y0, y1, x0, x1 = roi.box
+        region = cv2.dilate(roi.mask.astype(np.uint8), self.kernel) > 0
+        p = np.where(region, self.probs[roi.label, y0:y1, x0:x1], 0.0)
+        return np.rint(p * 255.0).astype(np.uint8)
+
+
 def refine_label_map(image: np.ndarray, labels: np.ndarray, refiner: Refiner,
                      options: OptionsLike = None, *, classes: Optional[Sequence[int]] = None,
-                     return_confidence: bool = False, **option_overrides: Any) -> LabelMapResult:
+                     return_confidence: bool = False, probs: Optional[np.ndarray] = None,
+                     **option_overrides: Any) -> LabelMapResult:
     """Refine every object of a semantic label map (CascadePSP's scene-parsing protocol).
 
     For every class present (ascending; not ``ignore_index``; only ``refine_classes`` when
@@ -223,6 +263,11 @@ def refine_label_map(image: np.ndarray, labels: np.ndarray, refiner: Refiner,
             mmseg adapter).
         classes: shorthand for ``refine_classes``.
         return_confidence: also return the fused confidence map.
+        probs: optional (C, H, W) float per-class probabilities in [0, 1] (the segmenter's
+            soft output, e.g. softmax of its logits): each ROI's coarse mask is then its
+            class probability (see :class:`SoftCoarse`) instead of the 0 / 255 class mask.
+            Opt-in; only a refiner with ``soft_input=True`` reads the soft values. ROIs,
+            the gate and the fusion still come from ``labels``.
         **option_overrides: RoiOptions fields that replace those of ``options``.
 
     Returns:
@@ -248,7 +293,13 @@ def refine_label_map(image: np.ndarray, labels: np.ndarray, refiner: Refiner,
                                classes=wanted)
     fusion = ModifiedArgmax(labels)
     rois: List[Tuple[int, Box]] = []
-    runner = _RoiRunner(image, refiner, opts)
+    soft = None
+    if probs is not None:
+        soft = SoftCoarse(probs, opts.kernel_size)
+        if probs.shape[1:] != labels.shape:
+            raise ValueError(f'probs {probs.shape[1]}x{probs.shape[2]} differs from the label '
+                             f'map {labels.shape[0]}x{labels.shape[1]}')
+    runner = _RoiRunner(image, refiner, opts, soft)
     fitted = (_fit_roi(roi, refiner, min_size, labels.shape) for roi in rois_iter)
     for roi, prob, gated in runner.run(fitted):
         if not gated:
