@@ -130,3 +130,36 @@ def test_compile_matches(small_crm, real_pair):
     ref = CRMRefiner(small_crm, scales=(1.0,)).refine(image, coarse)
     prob = CRMRefiner(small_crm, scales=(1.0,), compile=True).refine(image, coarse)
     assert float(np.abs(prob - ref).max()) <= 1e-4
+
+
+@needs_bf16
+@pytest.mark.parametrize('width', [3, 8, 20])
+def test_thin_inputs_run_in_float32_under_bf16(cascadepsp_weights, width):
+    """oneDNN's bf16 convolutions read uninitialised memory on 1-2 px wide feature maps
+    (NaN / garbage, measured with torch 2.14.1); network inputs thinner than
+    MIN_HALF_PRECISION_SIDE run in float32, so they equal the fp32 mode exactly."""
+    import torch.utils.deterministic as det
+    from segrefine_plugins.inference.base import MIN_HALF_PRECISION_SIDE
+    assert width + 8 <= MIN_HALF_PRECISION_SIDE    # the padded network input, too
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (256, width, 3), dtype=np.uint8)
+    mask = np.zeros((256, width), np.uint8)
+    mask[64:192] = 255
+    before = det.fill_uninitialized_memory, torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    det.fill_uninitialized_memory = True      # uninitialised reads become NaN, not zeros
+    try:
+        outs = {}
+        for precision in ('fp32', 'bf16'):
+            refiner = CascadePSPRefiner(str(cascadepsp_weights), L=256, fast=True,
+                                        precision=precision)
+            with refiner.limit_upscale(1.0):
+                outs[precision] = refiner.refine(image, mask)
+                batch = refiner.refine_batch([image, image], [mask, mask])
+            for b in batch:                  # a batch of two: same numbers up to rounding
+                np.testing.assert_allclose(b, outs[precision], atol=1e-5, rtol=0)
+    finally:
+        det.fill_uninitialized_memory = before[0]
+        torch.use_deterministic_algorithms(before[1])
+    assert np.isfinite(outs['bf16']).all()
+    np.testing.assert_array_equal(outs['bf16'], outs['fp32'])

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from segrefine_plugins import build_refiner
-from segrefine_plugins.inference.base import check_image, mask_to_uint8
+from segrefine_plugins.inference.base import Refiner, check_image, mask_to_uint8
 from segrefine_plugins.models.checkpoint import read_state_dict
 
 H, W = 48, 64
@@ -139,3 +139,22 @@ def test_refine_tensor_matches_refine(refiner, sample, reference):
 def test_check_image_returns_input():
     img = np.zeros((2, 3, 3), np.uint8)
     assert check_image(img) is img
+
+
+class NaNRefiner(Refiner):
+    """A refiner whose network fails numerically."""
+
+    def _refine(self, image: torch.Tensor, mask_u8: torch.Tensor) -> torch.Tensor:
+        out = torch.full(mask_u8.shape, 0.5)
+        out[0, 0] = float('nan')
+        return out
+
+
+def test_non_finite_outputs_raise_instead_of_passing_on():
+    image = np.zeros((20, 30, 3), np.uint8)
+    mask = np.zeros((20, 30), np.uint8)
+    mask[5:15, 5:20] = 255
+    with pytest.raises(RuntimeError, match='non-finite probabilities for a 20x30 input'):
+        NaNRefiner().refine(image, mask)
+    with pytest.raises(RuntimeError, match='non-finite'):
+        NaNRefiner().refine_batch([image], [mask])

@@ -31,13 +31,17 @@ def test_variants_parse():
 
 def test_times_the_test_loop_with_and_without_refiner(data_root, tmp_path, capsys):
     out = tmp_path / 'r.json'
-    bench.main(['--data', str(data_root), '--images', '2', '--size', '64', '--threads', '1',
-                '--variant', 'none', '--variant', 'crm:type=CRMRefiner',
-                '--refine-cfg', 'min_area=16', '--refine-cfg', 'kernel_size=3',
-                '--json', str(out)])
+    code = bench.main(['--data', str(data_root), '--images', '2', '--size', '64', '--threads',
+                       '1', '--variant', 'none', '--variant', 'crm:type=CRMRefiner',
+                       '--variant', f'broken:type=CRMRefiner,checkpoint={tmp_path / "no.pth"}',
+                       '--refine-cfg', 'min_area=16', '--refine-cfg', 'kernel_size=3',
+                       '--json', str(out)])
     table = capsys.readouterr().out
     rows = json.loads(out.read_text())
-    assert [r['name'] for r in rows] == ['none', 'crm'] and all(r['images'] == 2 for r in rows)
+    # a failing mode is a row of the table (and exit 1), the others are still measured
+    assert code == 1 and [r['name'] for r in rows] == ['none', 'crm', 'broken']
+    assert 'no.pth' in rows.pop()['error'] and '| broken | failed:' in table
+    assert all(r['images'] == 2 for r in rows)
     assert all(r['median_s'] > 0 for r in rows)
     for r in rows:  # the evaluators ran on what the loop produced
         assert {'mIoU', 'boundary/mBA', 'boundary/mBIoU'} <= set(r['metrics'])

@@ -177,13 +177,16 @@ def label_agreement(labels: List[Any], reference: List[Any]) -> Dict[str, float]
 def format_table(results: List[Dict[str, Any]], reference: str) -> List[str]:
     """The markdown table of the modes (see the module docstring)."""
     ref = next(r for r in results if r['name'] == reference)
-    first = results[0]['median_s']
+    first = next(r['median_s'] for r in results if 'error' not in r)
     lines = [f'| mode | s / image (median) | mean | speed-up vs {reference} | + over first | '
              f'peak RSS GB | mIoU | mBA | boundary IoU | dmIoU vs {reference} | '
              f'dmBA vs {reference} | mIoU vs ref output | mBA vs ref output |',
              '|' + ' --- |' * 13]
     nan = float('nan')
     for r in results:
+        if 'error' in r:
+            lines.append(f"| {r['name']} | failed: {r['error'][:200]} |" + ' |' * 11)
+            continue
         m, rm = r['metrics'], ref['metrics']
         peak = '-' if r['peak_rss'] is None else f"{r['peak_rss'] / 1024 ** 3:.2f}"
         lines.append(
@@ -254,11 +257,22 @@ def main(argv: Optional[List[str]] = None) -> int:
                 entry = dict(entry, checkpoint=str(weights))
             print(f'[{name}] {json.dumps(entry)} {json.dumps(options)}', file=sys.stderr,
                   flush=True)
-            results.append(run_variant(name, entry, set_root, checkpoint, tmp,
-                                       dict(refine_cfg, **options)))
+            try:
+                results.append(run_variant(name, entry, set_root, checkpoint, tmp,
+                                           dict(refine_cfg, **options)))
+            except Exception as err:  # one failing mode is a row of the table, not a lost run
+                print(f'[{name}] failed: {type(err).__name__}: {err}', file=sys.stderr,
+                      flush=True)
+                results.append({'name': name, 'error': f'{type(err).__name__}: {err}'})
 
-    ref_labels = next(r for r in results if r['name'] == reference)['labels']
-    for r in results:
+    ok = [r for r in results if 'error' not in r]
+    if not any(r['name'] == reference for r in ok):
+        print(f'error: the reference mode {reference!r} failed', file=sys.stderr)
+        print('\n'.join(f"{r['name']}: {r['error']}" for r in results if 'error' in r),
+              file=sys.stderr)
+        return 1
+    ref_labels = next(r for r in ok if r['name'] == reference)['labels']
+    for r in ok:
         r.update(label_agreement(r.pop('labels'), ref_labels))
     print(f'\nmmseg test loop, PSPNet-R50 on {a.images} ECSSD images at {a.size}x{a.size}, '
           f'torch threads {torch.get_num_threads()}, OpenCV 1 (first image = warm-up)')
@@ -266,7 +280,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print('\n'.join(format_table(results, reference)))
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2))
-    return 0
+    return 1 if len(ok) < len(results) else 0
 
 
 if __name__ == '__main__':

@@ -27,6 +27,9 @@ IMAGENET_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+#: Network inputs with a side below this run in float32 in bf16 / fp16 mode (see
+#: :meth:`Refiner.autocast`).
+MIN_HALF_PRECISION_SIDE = 32
 #: How the network runs: torch (default) or an onnxruntime session of its exported graph.
 BACKENDS = ('torch', 'onnxruntime')
 
@@ -215,7 +218,7 @@ class Refiner(abc.ABC):
                 probs = self._refine_many([self._prepare(img) for _, img, _ in prepared],
                                           [m for _, _, m in prepared])
                 for (i, _, _), prob in zip(prepared, probs):
-                    outs[i] = prob.float().clamp_(0.0, 1.0).cpu().numpy()
+                    outs[i] = self._finite(prob.float()).clamp_(0.0, 1.0).cpu().numpy()
         return outs  # type: ignore[return-value]
 
     @contextlib.contextmanager
@@ -273,10 +276,17 @@ class Refiner(abc.ABC):
         return normalize_uint8(image_chw_u8, self._mean, self._std, self.bgr)
 
     @contextlib.contextmanager
-    def autocast(self) -> Iterator[None]:
-        """Autocast context for the chosen precision (no-op for fp32)."""
+    def autocast(self, size: Optional[Sequence[int]] = None) -> Iterator[None]:
+        """Autocast context for the chosen precision (no-op for fp32).
+
+        ``size``: the (H, W) of the network input about to run. Inputs with a side below
+        :data:`MIN_HALF_PRECISION_SIDE` run in float32 even in bf16 / fp16 mode: oneDNN's
+        bf16 convolutions read uninitialised memory where a strided feature map is 1-2 px
+        wide (measured with torch 2.14.1 on an AMX CPU: CascadePSP inputs 8 px or thinner
+        came out NaN or garbage); such inputs are cheap in float32 anyway.
+        """
         dtype: Optional[torch.dtype] = PRECISIONS[self.precision]
-        if dtype is None:
+        if dtype is None or (size is not None and min(size) < MIN_HALF_PRECISION_SIDE):
             yield
         else:
             with torch.autocast(device_type=self.device.type, dtype=dtype):
@@ -314,7 +324,17 @@ class Refiner(abc.ABC):
             return torch.zeros(mask_u8.shape, dtype=torch.float32, device=self.device)
         with self._inference():
             prob = self._refine(self._prepare(image_chw_u8), mask_u8)
-            return prob.float().clamp_(0.0, 1.0)
+            return self._finite(prob.float()).clamp_(0.0, 1.0)
+
+    def _finite(self, prob: torch.Tensor) -> torch.Tensor:
+        """``prob`` if every value is finite; a RuntimeError naming the mode otherwise (never
+        a NaN map handed on as a result)."""
+        if not bool(torch.isfinite(prob).all()):
+            raise RuntimeError(f'{type(self).__name__} produced non-finite probabilities for a '
+                               f'{prob.shape[-2]}x{prob.shape[-1]} input (precision='
+                               f'{self.precision!r}, backend={self.backend!r}); a numerical '
+                               f'failure of this mode: try precision=\'fp32\'')
+        return prob
 
     @contextlib.contextmanager
     def _inference(self) -> Iterator[None]:

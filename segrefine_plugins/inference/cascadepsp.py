@@ -266,7 +266,7 @@ class CascadePSPRefiner(Refiner):
                 x[j, :, :ch, :cw] = src[0, :, c.y0:c.y1, c.x0:c.x1]
             inputs.append(x)
         rgb, seg, inter = (self.memory_format(x) for x in inputs)
-        with self.autocast():
+        with self.autocast((ph, pw)):
             out = self.net(rgb, seg, inter_s8=inter)
         return out['pred_224'][:, :, :ch, :cw].float()
 
@@ -285,7 +285,7 @@ class CascadePSPRefiner(Refiner):
         rgb, seg = self.memory_format(rgb), self.memory_format(seg)
         if inter_s8 is not None:
             inter_s8 = self.memory_format(inter_s8)
-        with self.autocast():
+        with self.autocast((ph, pw)):
             out = self.net(rgb, seg, inter_s8=inter_s8)
         return {k: out[k][:, :, :h, :w] for k in ('pred_224', 'pred_28_3', 'pred_56_2')}
 

@@ -48,7 +48,7 @@ from ..models.checkpoint import CheckpointError, StateDict, extract_state_dict, 
 from ..models.crm import CRMNet, GridQueries, InputWindows
 from ..options import check_float, check_int, to_bool
 from ..registry import REFINERS
-from .base import Refiner
+from .base import PRECISIONS, Refiner
 from .crm_input import ScaledInput
 from .host_memory import release_free_memory
 
@@ -397,14 +397,16 @@ class CRMRefiner(Refiner):
             stats['windows_encoded'] = stats.get('windows_encoded', 0) + 1
             stats['decoded'] = stats.get('decoded', 0) + (
                 (i1 - i0) * (j1 - j0) if pixels is None else pixels.shape[0])
-            with self.autocast():
+            with self.autocast(inputs.size):
                 if len(windows) == 1:
                     feat = model.encode(*inputs.window((0, inputs.size[0]),
                                                        (0, inputs.size[1])))
                 else:
                     feat = model.encode_windows(inputs, (r0, r_hi), (c0, c_hi))
-            # the decoder in float32: its inputs are coordinates (bf16 keeps 8 bits of them)
-            decoder = model.query_decoder(feat.float(), (r0, c0), feat_size)
+            # the decoder's first layer in float32: its inputs are coordinates (bf16 keeps 8
+            # bits of them); its hidden layers in the chosen precision
+            decoder = model.query_decoder(feat.float(), (r0, c0), feat_size,
+                                          hidden_dtype=PRECISIONS[self.precision])
             del feat
             if pixels is None:
                 self._decode_block(decoder, grid, (i0, i1), (j0, j1), out)
