@@ -257,18 +257,15 @@ class CRMNet(nn.Module):
         return reference_decode(self.imnet, feat, coord, cell)
 
     def query_decoder(self, feat: torch.Tensor, offset: Tuple[int, int] = (0, 0),
-                      feat_size: Optional[Tuple[int, int]] = None,
-                      hidden_dtype: Optional[torch.dtype] = None) -> 'QueryDecoder':
+                      feat_size: Optional[Tuple[int, int]] = None) -> 'QueryDecoder':
         """Prepare the fast decoder on one image's feature map (or a rectangle of it).
 
         Args:
             feat: (1, 256, h, w) feature pixels ``[r0, r0 + h) x [c0, c0 + w)`` of a map of
                 ``feat_size`` (Hf, Wf) (default: the whole map, ``offset = (0, 0)``).
             offset: (r0, c0).
-            hidden_dtype: dtype of the MLP's hidden layers (None: ``feat``'s), see
-                :class:`QueryDecoder`.
         """
-        return QueryDecoder(self.imnet, feat, offset, feat_size, hidden_dtype)
+        return QueryDecoder(self.imnet, feat, offset, feat_size)
 
     def grid_queries(self, feat_size: Tuple[int, int],
                      target_size: Tuple[int, int]) -> 'GridQueries':

@@ -185,15 +185,10 @@ class QueryDecoder:
         feat: (1, 256, h, w), the feature pixels ``[r0, r0 + h) x [c0, c0 + w)`` of a map of
             ``feat_size`` (Hf, Wf); queries must only need feature pixels inside it.
         offset: (r0, c0).
-        hidden_dtype: dtype of the MLP's hidden layers (None: the feature map's). The first
-            layer (features plus the coordinate terms, which half precision would round to
-            8 bits) always runs in the feature map's dtype; ``torch.bfloat16`` here runs the
-            rest on bf16 matrix units (the refiners' ``precision='bf16'``).
     """
 
     def __init__(self, imnet: ImplicitMLP, feat: torch.Tensor, offset: Tuple[int, int] = (0, 0),
-                 feat_size: Optional[Tuple[int, int]] = None,
-                 hidden_dtype: Optional[torch.dtype] = None) -> None:
+                 feat_size: Optional[Tuple[int, int]] = None) -> None:
         w0, b0, self.hidden = _first_layer(imnet)
         nf = w0.shape[1] - 6  # feature channels: 256 published (smaller variants: fewer)
         if feat.dim() != 4 or feat.shape[0] != 1 or feat.shape[1] != nf:
@@ -206,17 +201,14 @@ class QueryDecoder:
         table = F.conv2d(feat, w0[:, :nf, None, None].to(feat.dtype),
                          b0.to(feat.dtype))
         self.table = table[0].flatten(1).t().contiguous()  # (h * w, 32)
-        dt = self.table.dtype if hidden_dtype is None else hidden_dtype
-        self.hidden_dtype = dt
+        dt = self.table.dtype
         self.hidden = [(w.to(dt), b.to(dt)) for w, b in self.hidden]
-        self._work: list = [self.table.new_empty(0), self.table.new_empty(0, dtype=dt),
-                            self.table.new_empty(0, dtype=dt)]
+        self._work: list = [self.table.new_empty(0), self.table.new_empty(0)]
 
     def _buffer(self, i: int, rows: int) -> torch.Tensor:
-        """Reusable (rows, 32) work buffer ``i`` (grown on demand, never shrunk): 0 in the
-        table's dtype (first layer), 1 and 2 in the hidden layers' dtype."""
+        """Reusable (rows, 32) work buffer ``i`` (grown on demand, never shrunk)."""
         if self._work[i].shape[0] < rows:
-            self._work[i] = self._work[i].new_empty((rows, self.table.shape[1]))
+            self._work[i] = self.table.new_empty((rows, self.table.shape[1]))
         return self._work[i][:rows]
 
     def _check(self, grid: GridQueries) -> None:
@@ -291,11 +283,9 @@ class QueryDecoder:
         """(4, n, 32) first-layer pre-activations + four (n,) areas -> (n,) logits."""
         n = h.shape[1]
         h = h.view(4 * n, -1).relu_()
-        if h.dtype != self.hidden_dtype:
-            h = self._buffer(2, 4 * n).copy_(h)
         *inner, (w_out, b_out) = self.hidden
         for i, (w, bias) in enumerate(inner):
-            h = torch.addmm(bias, h, w, out=self._buffer(1 + i % 2, 4 * n)).relu_()
+            h = torch.addmm(bias, h, w, out=self._buffer((i + 1) % 2, 4 * n)).relu_()
         pred = torch.addmm(b_out, h, w_out).view(4, n).float()
         total = areas[0] + areas[1] + areas[2] + areas[3]
         out = pred[0] * (areas[3] / total)
