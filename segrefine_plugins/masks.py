@@ -118,3 +118,12 @@ def foreground(mask: MaskLike, above: int, name: str = 'mask',
         _check_uint8(arr, name, above)
         return arr > above
     return mask_to_uint8(arr, shape, name, allow_float) > above
+
+
+def network_mask(mask_u8: torch.Tensor, soft: bool = False) -> torch.Tensor:
+    """The refiners' mask input: (..., H, W) uint8 0..255 -> float32 in [-1, 1], binarised at
+    > :data:`REFINE_FOREGROUND_ABOVE` to {-1, +1} (published), or ``m / 255 * 2 - 1`` with
+    ``soft`` (the refiners' ``soft_input``)."""
+    if soft:
+        return mask_u8.float().mul_(2.0 / 255.0).sub_(1.0)
+    return (mask_u8 > REFINE_FOREGROUND_ABOVE).float().mul_(2).sub_(1)

@@ -18,7 +18,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ..masks import REFINE_FOREGROUND_ABOVE, mask_to_uint8
+from ..masks import REFINE_FOREGROUND_ABOVE, mask_to_uint8, network_mask
 from ..options import check_choice, check_device, to_bool
 from . import accel
 
@@ -140,10 +140,9 @@ class Refiner(abc.ABC):
 
     def mask_input(self, mask_u8: torch.Tensor) -> torch.Tensor:
         """(..., H, W) uint8 0..255 coarse mask -> float32 network input in [-1, 1]: binarised
-        at > 127 (published), or linear with ``soft_input``."""
-        if self.soft_input:
-            return mask_u8.float().mul_(2.0 / 255.0).sub_(1.0)
-        return (mask_u8 > REFINE_FOREGROUND_ABOVE).float().mul_(2).sub_(1)
+        at > 127 (published), or linear with ``soft_input``
+        (:func:`~segrefine_plugins.masks.network_mask`)."""
+        return network_mask(mask_u8, self.soft_input)
 
     #: Smallest image side this refiner takes (subclasses raise it where they need more).
     min_input_size: int = 1
@@ -218,7 +217,7 @@ class Refiner(abc.ABC):
                 probs = self._refine_many([self._prepare(img) for _, img, _ in prepared],
                                           [m for _, _, m in prepared])
                 for (i, _, _), prob in zip(prepared, probs):
-                    outs[i] = self._finite(prob.float()).clamp_(0.0, 1.0).cpu().numpy()
+                    outs[i] = self._output(prob).cpu().numpy()
         return outs  # type: ignore[return-value]
 
     @contextlib.contextmanager
@@ -324,17 +323,18 @@ class Refiner(abc.ABC):
             return torch.zeros(mask_u8.shape, dtype=torch.float32, device=self.device)
         with self._inference():
             prob = self._refine(self._prepare(image_chw_u8), mask_u8)
-            return self._finite(prob.float()).clamp_(0.0, 1.0)
+            return self._output(prob)
 
-    def _finite(self, prob: torch.Tensor) -> torch.Tensor:
-        """``prob`` if every value is finite; a RuntimeError naming the mode otherwise (never
-        a NaN map handed on as a result)."""
+    def _output(self, prob: torch.Tensor) -> torch.Tensor:
+        """The network's probability map as a result: float32, clamped to [0, 1]; a
+        RuntimeError naming the mode where a value is not finite (never a NaN map handed on)."""
+        prob = prob.float()
         if not bool(torch.isfinite(prob).all()):
             raise RuntimeError(f'{type(self).__name__} produced non-finite probabilities for a '
                                f'{prob.shape[-2]}x{prob.shape[-1]} input (precision='
                                f'{self.precision!r}, backend={self.backend!r}); a numerical '
                                f'failure of this mode: try precision=\'fp32\'')
-        return prob
+        return prob.clamp_(0.0, 1.0)
 
     @contextlib.contextmanager
     def _inference(self) -> Iterator[None]:

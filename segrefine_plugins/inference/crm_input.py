@@ -18,7 +18,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..masks import REFINE_FOREGROUND_ABOVE
+from ..masks import network_mask
 from ..models.crm_windows import InputWindows, Range, TensorWindows, lerp_select, \
     linear_resize_weights
 from .base import normalize_uint8
@@ -86,8 +86,7 @@ class ScaledInput:
                               self.std, self.bgr)
         if self.mask is not None:
             m = self.mask.index_select(0, ri).index_select(1, ci)
-            seg = (m.float().mul_(2.0 / 255.0).sub_(1.0) if self.soft
-                   else (m > REFINE_FOREGROUND_ABOVE).float().mul_(2).sub_(1))
+            seg = network_mask(m, self.soft)
         else:
             seg = self.prob.index_select(0, rows).index_select(1, cols).sub_(0.5).mul_(2)
         return rgb, seg.view(1, 1, len(rows), len(cols))

@@ -213,14 +213,18 @@ class SoftCoarse:
         probs: (C, H, W) float in [0, 1] (C > every class id refined), e.g. the softmax of
             mmseg's ``seg_logits``.
         kernel_size: the disk kernel the ROI's component is grown by (RoiOptions.kernel_size).
+        shape: (H, W) of the label map the ROIs come from.
     """
 
-    def __init__(self, probs: np.ndarray, kernel_size: int) -> None:
+    def __init__(self, probs: np.ndarray, kernel_size: int, shape: Tuple[int, int]) -> None:
         if not isinstance(probs, np.ndarray) or probs.ndim != 3 or \
                 probs.dtype.kind != 'f':
             raise ValueError(f'probs must be a (C, H, W) float array, got '
                              f'{getattr(probs, "shape", type(probs).__name__)} '
                              f'{getattr(probs, "dtype", "")}')
+        if probs.shape[1:] != tuple(shape):
+            raise ValueError(f'probs {probs.shape[1]}x{probs.shape[2]} differs from the label '
+                             f'map {shape[0]}x{shape[1]}')
         if not np.isfinite(probs).all() or probs.min() < 0 or probs.max() > 1:
             raise ValueError('probs must be finite probabilities in [0, 1]')
         self.probs = probs
@@ -293,12 +297,7 @@ def refine_label_map(image: np.ndarray, labels: np.ndarray, refiner: Refiner,
                                classes=wanted)
     fusion = ModifiedArgmax(labels)
     rois: List[Tuple[int, Box]] = []
-    soft = None
-    if probs is not None:
-        soft = SoftCoarse(probs, opts.kernel_size)
-        if probs.shape[1:] != labels.shape:
-            raise ValueError(f'probs {probs.shape[1]}x{probs.shape[2]} differs from the label '
-                             f'map {labels.shape[0]}x{labels.shape[1]}')
+    soft = None if probs is None else SoftCoarse(probs, opts.kernel_size, labels.shape)
     runner = _RoiRunner(image, refiner, opts, soft)
     fitted = (_fit_roi(roi, refiner, min_size, labels.shape) for roi in rois_iter)
     for roi, prob, gated in runner.run(fitted):
