@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from segrefine_plugins.training.datasets import MaskPairDataset, find_pairs, read_pair
-from segrefine_plugins.training.perturbation import lowres_mask
+from segrefine_plugins.training.perturbation import lowres_mask, perturb_mask
 
 
 @pytest.fixture(scope='module')
@@ -137,3 +137,15 @@ def test_dataloader_with_workers_collates(data_root):
     batch = next(iter(loader))
     assert batch['image'].shape == (2, 3, 32, 32) and batch['seg'].shape == (2, 1, 32, 32)
     assert np.isfinite(batch['image'].numpy()).all()
+
+
+def test_perturb_symmetric_uses_the_unbiased_perturbation(data_root):
+    kw = dict(roots=str(data_root / 'ecssd'), train=False, subset=(0, 2), val_iou=0.8, seed=3)
+    pub = MaskPairDataset(**kw)[1]
+    sym = MaskPairDataset(perturb_symmetric=True, **kw)[1]
+    gt = np.rint(sym['gt'][0].numpy() * 255).astype(np.uint8)
+    expect = perturb_mask(gt, np.random.default_rng([3, 1]), iou_target=0.8, symmetric=True)
+    np.testing.assert_array_equal(sym['seg'][0].numpy() > 0, expect > 0)
+    assert not torch.equal(pub['seg'], sym['seg'])
+    train = MaskPairDataset(str(data_root / 'ecssd'), subset=(0, 2), perturb_symmetric=True)
+    assert train.perturb_symmetric and train[0]['seg'].shape == train[0]['gt'].shape

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from segrefine_plugins.training.datasets import find_pairs, read_pair
-from segrefine_plugins.training.perturbation import (lowres_mask, mask_iou, perturb_mask,
-                                                     random_morphology, resample_contours)
+from segrefine_plugins.training.perturbation import (lowres_mask, mask_iou,
+                                                     mirrored_at_random, perturb_mask,
+                                                     random_morphology, random_structure,
+                                                     resample_contours)
 
 
 @pytest.fixture(scope='module')
@@ -111,3 +113,75 @@ def test_lowres_mask_soft_is_the_unthresholded_probability(gt_masks):
     differ = (soft > 127) != (hard > 0)
     assert np.all(soft[differ] == 128)
     assert np.count_nonzero(differ) <= 0.001 * gt.size
+
+
+def _boundary_offset(gt: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+    """Mean (dy, dx) shift of ``coarse``'s boundary against ``gt``'s, > 0 = down / right.
+
+    The central difference of ``gt`` marks the two pixels across every edge, +1 where
+    foreground follows background (top / left edges), -1 where it ends. A mask moved down
+    loses foreground at top edges and gains it at bottom edges, both counted +; a uniform
+    shrink or growth cancels out. Normalised per marked pixel.
+    """
+    g = (gt > 127).astype(np.float64)
+    diff = (coarse > 127).astype(np.float64) - g
+    dy, dx = np.zeros(g.shape), np.zeros(g.shape)
+    dy[1:-1] = g[2:] - g[:-2]
+    dx[:, 1:-1] = g[:, 2:] - g[:, :-2]
+    return np.array([-(diff * d).sum() / max(1.0, np.abs(d).sum()) for d in (dy, dx)])
+
+
+def test_mirrored_elements_have_zero_mean_offset():
+    rng = np.random.default_rng(0)
+    for size in range(3, 10):
+        for _ in range(8):
+            kernel = random_structure(rng, size)
+            total, n = np.zeros(2), 0
+            for fy in (0, 1):
+                for fx in (0, 1):
+                    # the draws mirrored_at_random makes: rows first, then columns
+                    draws = iter([0.9 - 0.8 * fy, 0.9 - 0.8 * fx])
+
+                    class _Fixed:
+                        def random(self):
+                            return next(draws)
+                    k, (ax, ay) = mirrored_at_random(kernel, _Fixed())
+                    assert k.flags.c_contiguous and k.shape == kernel.shape
+                    ys, xs = np.nonzero(k)
+                    total += [(ys - ay).mean(), (xs - ax).mean()]
+                    n += 1
+            np.testing.assert_allclose(total / n, 0.0, atol=1e-12)
+
+
+def test_published_perturbation_is_biased_down_right_and_symmetric_is_not(gt_masks):
+    """The published quirk (half-pixel shift of the structuring elements) and its fix,
+    measured on flip-balanced masks (each mask also upside down and mirrored, so shape
+    asymmetries cancel and only a shift remains)."""
+    offsets = {False: [], True: []}
+    for i, gt in enumerate(gt_masks[:6]):
+        small = np.pad(np.where(_resize(gt, 96) > 127, 255, 0).astype(np.uint8), 8)
+        for flip in range(4):
+            g = small[::-1] if flip & 1 else small
+            g = np.ascontiguousarray(g[:, ::-1] if flip & 2 else g)
+            for seed in range(100):
+                for sym in (False, True):
+                    c = perturb_mask(g, np.random.default_rng([i, flip, seed]),
+                                     iou_target=0.8, symmetric=sym)
+                    offsets[sym].append(_boundary_offset(g, c))
+    pub, sym = np.mean(offsets[False], 0), np.mean(offsets[True], 0)
+    assert pub.min() > 0.008, pub                # down and right (measured ~0.014)
+    assert np.abs(sym).max() < pub.min() / 3, (sym, pub)   # measured ~0.001
+
+
+def test_symmetric_false_is_the_published_draw_sequence():
+    gt = _disk()
+    a = perturb_mask(gt, np.random.default_rng(5), iou_target=0.85)
+    b = perturb_mask(gt, np.random.default_rng(5), iou_target=0.85, symmetric=False)
+    np.testing.assert_array_equal(a, b)
+    c = perturb_mask(gt, np.random.default_rng(5), iou_target=0.85, symmetric=True)
+    assert not np.array_equal(a, c) and abs(mask_iou(c, gt) - mask_iou(a, gt)) < 0.05
+
+
+def _resize(mask: np.ndarray, side: int) -> np.ndarray:
+    import cv2
+    return cv2.resize(mask, (side, side), interpolation=cv2.INTER_AREA)

@@ -118,6 +118,10 @@ class MaskPairDataset(Dataset):
         scale_range: training only: resize image and mask by a random factor in this range
             before cropping (None = no resize, the published recipe). Lets a small crop see
             more of the object.
+        perturb_symmetric: perturb in a randomly flipped frame (``perturb_mask(...,
+            symmetric=True)``), without the published perturbation's half-pixel down-right
+            bias, which a refiner otherwise learns as an up-left shift of its output
+            (training and validation; False = published).
         seed: base seed of all randomness.
         subset: ``(start, stop)``: use only these pairs (after concatenation, sorted by
             name), e.g. to hold out the tail of a folder for validation, or a handful for tests.
@@ -128,7 +132,8 @@ class MaskPairDataset(Dataset):
                  coarse: str = 'perturb', val_iou: float = 0.8,
                  lowres_factor: Union[int, Sequence[int]] = 8,
                  lowres_prob: float = 0.0, scale_range: Optional[Tuple[float, float]] = None,
-                 seed: int = 0, subset: Optional[Tuple[int, int]] = None) -> None:
+                 perturb_symmetric: bool = False, seed: int = 0,
+                 subset: Optional[Tuple[int, int]] = None) -> None:
         roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
         if not roots:
             raise ValueError('at least one dataset root is needed')
@@ -157,7 +162,7 @@ class MaskPairDataset(Dataset):
                              f'got {lowres_factor!r}')
         self.lowres_factors = tuple(int(f) for f in factors)
         self.lowres_factor, self.lowres_prob = self.lowres_factors[0], float(lowres_prob)
-        self.seed = int(seed)
+        self.seed, self.perturb_symmetric = int(seed), bool(perturb_symmetric)
         self._draws: Dict[int, int] = defaultdict(int)
 
     def __len__(self) -> int:
@@ -184,12 +189,13 @@ class MaskPairDataset(Dataset):
                           else self.lowres_factors[rng.integers(len(self.lowres_factors))])
                 coarse = lowres_mask(gt, int(factor))
             else:
-                coarse = perturb_mask(gt, rng, iou_range=self.iou_range)
+                coarse = perturb_mask(gt, rng, iou_range=self.iou_range,
+                                      symmetric=self.perturb_symmetric)
         elif self.coarse == 'lowres':
             coarse = lowres_mask(gt, self.lowres_factor)
         else:
             coarse = perturb_mask(gt, np.random.default_rng([self.seed, index]),
-                                  iou_target=self.val_iou)
+                                  iou_target=self.val_iou, symmetric=self.perturb_symmetric)
         item: Dict[str, Union[torch.Tensor, int]] = dict(to_tensors(image, coarse, gt))
         item['index'] = index
         return item
