@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from segrefine_plugins.training.perturbation import lowres_mask
+from segrefine_plugins.training.perturbation import lowres_mask, perturb_mask
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,6 +30,10 @@ def test_coarse_kinds(tool):
     assert len(np.unique(soft)) > 2
     a, b = tool.make_coarse('perturb', gt, 3), tool.make_coarse('perturb', gt, 3)
     np.testing.assert_array_equal(a, b)  # seeded by the index
+    sym = tool.make_coarse('perturbsym', gt, 3)
+    np.testing.assert_array_equal(
+        sym, perturb_mask(gt, np.random.default_rng([0, 3]), iou_target=0.8, symmetric=True))
+    assert not np.array_equal(sym, a)
     for bad in ('lowres', 'lowresx8', 'blur8'):
         with pytest.raises(ValueError, match='unknown coarse kind'):
             tool.make_coarse(bad, gt, 0)

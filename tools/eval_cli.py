@@ -16,6 +16,9 @@ and reads the JSON (s / image: wall time of the refine command, start-up include
 images). Coarse kinds:
   perturb        the published perturbation at IoU target 0.8, seeded by the image's index in
                  the sorted folder (the rule of tools/eval_default.py and the validation set);
+                 it sits ~0.5 px down-right of the ground truth on average (a published quirk,
+                 see segrefine_plugins/training/perturbation.py);
+  perturbsym     the same without that bias (``perturb_mask(..., symmetric=True)``);
   lowresF        the ground truth down-sampled F x ('area') and up again (bilinear),
                  binarised at 0.5 (F = 4, 8, 16, ...);
   lowresFsoft    the same bilinear probability without the threshold (uint8 0..255), as an
@@ -57,12 +60,13 @@ _LOWRES = re.compile(r'^lowres(\d+)(soft)?$')
 
 def make_coarse(kind: str, gt: np.ndarray, index: int, seed: int = 0) -> np.ndarray:
     """The (H, W) uint8 coarse mask of ``kind`` (see the module docstring) for ``gt``."""
-    if kind == 'perturb':
-        return perturb_mask(gt, np.random.default_rng([seed, index]), iou_target=0.8)
+    if kind in ('perturb', 'perturbsym'):
+        return perturb_mask(gt, np.random.default_rng([seed, index]), iou_target=0.8,
+                            symmetric=kind == 'perturbsym')
     m = _LOWRES.match(kind)
     if m is None:
-        raise ValueError(f"unknown coarse kind {kind!r}: use 'perturb', 'lowresF' or "
-                         f"'lowresFsoft' (F an integer >= 1)")
+        raise ValueError(f"unknown coarse kind {kind!r}: use 'perturb', 'perturbsym', "
+                         f"'lowresF' or 'lowresFsoft' (F an integer >= 1)")
     return lowres_mask(gt, int(m.group(1)), soft=bool(m.group(2)))
 
 
