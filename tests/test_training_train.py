@@ -138,3 +138,23 @@ def test_resume_allow_list_is_the_checkpoint_modules():
     from segrefine_plugins.models.checkpoint import mmengine_safe_globals
     assert _train_tool().resume_allow_list() == mmengine_safe_globals()
     assert getattr in mmengine_safe_globals()
+
+
+def _flushes_denormals() -> bool:
+    return float(torch.tensor([1e-39]) * 1.0) == 0.0
+
+
+@pytest.mark.parametrize('keep', [False, True])
+def test_main_flushes_denormals_unless_told_not_to(data_root, tmp_path, keep):
+    """Adam moments decaying towards zero become denormal floats, which slowed a CPU training
+    run 3.7x (0.41 vs 1.52 s / iteration); main() flushes them to zero by default."""
+    os.environ.setdefault('SEGREFINE_DATA', str(data_root))
+    torch.set_flush_denormal(False)
+    try:
+        assert not _flushes_denormals()
+        flag = ['--keep-denormals'] if keep else []
+        _train_tool().main([CONFIG, '--work-dir', str(tmp_path)] + flag + _options(data_root, 2))
+        assert (tmp_path / 'iter_2.pth').is_file()
+        assert _flushes_denormals() is (not keep)
+    finally:
+        torch.set_flush_denormal(False)
