@@ -12,7 +12,8 @@ from torch import nn
 from conftest import require_module
 from segrefine_plugins.models.cascadepsp import CascadePSPNet
 from segrefine_plugins.models.checkpoint import (CheckpointError, extract_state_dict,
-                                                 load_checkpoint, read_state_dict)
+                                                 load_checkpoint,
+                                                 read_state_dict, zero_negligible_weights_)
 
 
 class _Payload:
@@ -178,3 +179,36 @@ def test_partial_module_prefix_is_kept():
     """The prefix is stripped only when every key has it (a real 'module' child stays)."""
     state = extract_state_dict({'module.w': torch.zeros(1), 'b': torch.zeros(1)})
     assert list(state) == ['module.w', 'b']
+
+
+def test_negligible_weights_are_zeroed_on_load(tmp_path):
+    """CPU-trained checkpoints carry weights below 1e-20 whose products are denormal floats
+    (slowing x86 convolutions ~4x); loading sets them to 0, nothing else changes and the
+    outputs stay equal to float32 resolution."""
+    src = _small_model()
+    sd = {k: v.clone() for k, v in src.state_dict().items()}
+    w = sd['0.weight'].view(-1)
+    w[:6] = torch.tensor([1e-39, -3e-40, 1e-45, -2e-30, 5e-20, 0.0])  # 4 negligible
+    sd['1.running_var'][0] = 5e-39                                    # a buffer too
+    path = tmp_path / 'tiny.pth'
+    torch.save(sd, path)
+    dst = load_checkpoint(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4),
+                                        nn.Conv2d(4, 1, 1)), path)
+    got = dst.state_dict()
+    assert got['0.weight'].view(-1)[:6].tolist() == [0.0, 0.0, 0.0, 0.0, pytest.approx(5e-20),
+                                                     0.0]
+    assert got['1.running_var'][0] == 0.0
+    for k in sd:
+        if k not in ('0.weight', '1.running_var'):
+            assert torch.equal(got[k], sd[k]), k
+    assert torch.equal(got['0.weight'].view(-1)[6:], sd['0.weight'].view(-1)[6:])
+    ref = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 1, 1))
+    ref.load_state_dict(sd)
+    x = torch.randn(1, 3, 9, 9)
+    torch.testing.assert_close(dst.eval()(x), ref.eval()(x), rtol=0, atol=1e-6)
+    assert zero_negligible_weights_(dst) == 0
+    for dtype in (torch.float16, torch.float64):      # left alone
+        other = nn.Linear(2, 2).to(dtype)
+        with torch.no_grad():
+            other.weight[0, 0] = 1e-7 if dtype == torch.float16 else 1e-30
+        assert zero_negligible_weights_(other) == 0 and float(other.weight[0, 0]) != 0.0

@@ -58,15 +58,21 @@ from segrefine_plugins.training.perturbation import lowres_mask, perturb_mask  #
 _LOWRES = re.compile(r'^lowres(\d+)(soft)?$')
 
 
-def make_coarse(kind: str, gt: np.ndarray, index: int, seed: int = 0) -> np.ndarray:
-    """The (H, W) uint8 coarse mask of ``kind`` (see the module docstring) for ``gt``."""
-    if kind in ('perturb', 'perturbsym'):
-        return perturb_mask(gt, np.random.default_rng([seed, index]), iou_target=0.8,
-                            symmetric=kind == 'perturbsym')
+def check_kind(kind: str) -> Optional[re.Match]:
+    """Raise ValueError for an unknown coarse kind; the ``lowresF[soft]`` match, if any."""
     m = _LOWRES.match(kind)
-    if m is None:
+    if m is None and kind not in ('perturb', 'perturbsym'):
         raise ValueError(f"unknown coarse kind {kind!r}: use 'perturb', 'perturbsym', "
                          f"'lowresF' or 'lowresFsoft' (F an integer >= 1)")
+    return m
+
+
+def make_coarse(kind: str, gt: np.ndarray, index: int, seed: int = 0) -> np.ndarray:
+    """The (H, W) uint8 coarse mask of ``kind`` (see the module docstring) for ``gt``."""
+    m = check_kind(kind)
+    if m is None:
+        return perturb_mask(gt, np.random.default_rng([seed, index]), iou_target=0.8,
+                            symmetric=kind == 'perturbsym')
     return lowres_mask(gt, int(m.group(1)), soft=bool(m.group(2)))
 
 
@@ -170,8 +176,10 @@ def main(argv: Optional[List[str]] = None) -> None:
             p.error(f"--args expects NAME='ARGS' for a NAME given by --model, got {item!r}")
         cli_args.setdefault(name, []).extend(shlex.split(rest))
     for kind in args.kinds:
-        if kind != 'perturb' and not _LOWRES.match(kind):
-            p.error(f"unknown coarse kind {kind!r}: use 'perturb', 'lowresF' or 'lowresFsoft'")
+        try:
+            check_kind(kind)
+        except ValueError as e:
+            p.error(str(e))
     n = prepare(osp.join(args.data, args.dataset), args.work, args.kinds, args.start,
                 args.limit, args.seed)
     results = {name: run_model(args.work, name, ckpt, args.kinds, tuple(args.scales),

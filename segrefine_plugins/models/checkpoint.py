@@ -4,6 +4,15 @@ Every file is read with ``torch.load(..., weights_only=True)``. mmengine Runner 
 also pickle a few mmengine objects (the message hub's ``HistoryBuffer`` etc.); those are
 rebuilt as inert stand-in objects (plain attribute bags, no mmengine code runs), so such a
 checkpoint loads safely without mmengine installed and without turning safety off.
+
+Loaded float32 / bfloat16 weights smaller than 1e-20 in magnitude are **set to 0**
+(:func:`zero_negligible_weights_`). Checkpoints trained on a CPU carry many of them (weights
+of dead channels decaying under weight decay: 227,750 of 2.45 M below 1e-20 in one of ours,
+31,530 of them denormal); their products with activations are denormal floats, which send
+every x86 convolution down a slow path (that checkpoint refined 4 ECSSD images in 1.28 s
+instead of 0.29 s, 2 threads). A weight below 1e-20 changes an output by less than 1e-20 per
+unit of activation, 13 orders of magnitude below float32 resolution: the outputs were
+bit-identical. float16 / float64 weights are left alone.
 """
 from __future__ import annotations
 
@@ -222,6 +231,26 @@ def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor],
             parts.append(f'shape mismatches ({len(wrong)}): {"; ".join(wrong[:8])}')
         raise CheckpointError('\n  '.join(parts))
     model.load_state_dict(state, strict=True)
+    zero_negligible_weights_(model)
+
+
+#: Float32 / bfloat16 weights below this magnitude are set to 0 on load (module docstring).
+NEGLIGIBLE_WEIGHT = 1e-20
+
+
+def zero_negligible_weights_(module: nn.Module, threshold: float = NEGLIGIBLE_WEIGHT) -> int:
+    """Set the float32 / bfloat16 parameters and buffers of ``module`` whose magnitude is
+    below ``threshold`` (but not 0) to 0, in place; returns how many there were."""
+    count = 0
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            if t.dtype in (torch.float32, torch.bfloat16):
+                small = (t != 0) & (t.abs() < threshold)
+                n = int(small.sum())
+                if n:
+                    t.masked_fill_(small, 0.0)
+                    count += n
+    return count
 
 
 def load_checkpoint(model: nn.Module, checkpoint: Union[str, os.PathLike, Mapping[str, Any]],
