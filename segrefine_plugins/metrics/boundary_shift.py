@@ -1,9 +1,10 @@
 """Systematic boundary shift of a predicted mask against the ground truth (a diagnostic).
 
-A refiner trained on coarse masks that sit off the ground truth in one direction learns to
-move every boundary the other way (the published perturbation is biased down-right by about
-half a pixel: :mod:`segrefine_plugins.training.perturbation`). IoU and mBA show such a shift
-only as a loss; :func:`boundary_shift` names its direction and size.
+A refiner trained on coarse masks that sit off the ground truth in one direction is taught
+to move boundaries the other way (the published perturbation is biased down-right:
+:mod:`segrefine_plugins.training.perturbation`), and annotations of two data sets can differ
+in alignment. IoU and mBA show such a shift only as a loss; :func:`boundary_shift` names its
+direction and size.
 """
 from __future__ import annotations
 

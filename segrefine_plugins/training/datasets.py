@@ -120,7 +120,7 @@ class MaskPairDataset(Dataset):
             more of the object.
         perturb_symmetric: perturb in a randomly flipped frame (``perturb_mask(...,
             symmetric=True)``), without the published perturbation's half-pixel down-right
-            bias, which a refiner otherwise learns as an up-left shift of its output
+            bias (which teaches a refiner to move perturbed-looking boundaries up-left)
             (training and validation; False = published).
         seed: base seed of all randomness.
         subset: ``(start, stop)``: use only these pairs (after concatenation, sorted by
