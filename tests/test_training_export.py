@@ -80,3 +80,16 @@ def test_default_weights_raise_iou_and_mba_on_ecssd(default_refiner, data_root):
     assert res['images'] == 10
     assert res['refined_iou'] > res['coarse_iou'] + 1.0
     assert res['refined_mba'] > res['coarse_mba'] + 0.5
+
+
+def test_default_weights_sharpen_8x_low_resolution_masks(default_refiner, data_root):
+    """The shipped default's purpose (issue 16): a low-resolution segmenter's mask gains.
+    Measured on these 10 images with stage 7: +0.45 IoU, +0.97 mBA."""
+    spec = importlib.util.spec_from_file_location('segrefine_eval_default',
+                                                  REPO / 'tools' / 'eval_default.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    res = tool.evaluate(default_refiner, str(data_root / 'ecssd'), kinds=('lowres',),
+                        limit=10, progress=False)['lowres']
+    assert res['refined_iou'] > res['coarse_iou'] + 0.2
+    assert res['refined_mba'] > res['coarse_mba'] + 0.3
