@@ -4,14 +4,13 @@ The package functions it calls are tested in test_detectron2_evaluation.py,
 test_detectron2_datasets.py and test_detectron2_distributed.py."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-from conftest import require_module
+from conftest import load_tool, require_module
 
 require_module('detectron2')
 require_module('panopticapi', 'detectron2')
@@ -21,11 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location('eval_detectron2',
-                                                  REPO / 'tools' / 'eval_detectron2.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('eval_detectron2.py')
 
 
 tool = _load_tool()

@@ -1,24 +1,18 @@
 """tools/eval_default.py: coarse inputs, evaluation loop and table on a couple of images."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from segrefine_plugins.training.perturbation import mask_iou
+from conftest import load_tool
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location('segrefine_eval_default_tool',
-                                                  REPO / 'tools' / 'eval_default.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('eval_default.py')
 
 
 class _Identity:

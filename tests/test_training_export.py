@@ -1,9 +1,7 @@
 """Exported (shipped) weights: fp16 plain state dict + sidecar; the default refiner's gain."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +11,8 @@ from segrefine_plugins import build_refiner
 from segrefine_plugins.inference.crm import WEIGHTS_DIR
 from segrefine_plugins.models.crm import CRMNet
 from segrefine_plugins.training.export import export_crm_weights
+from conftest import load_tool
 
-REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(blocks=(1, 1, 1, 1), width=8, feat_channels=16, hidden=8)
 
 
@@ -71,10 +69,7 @@ def test_default_weights_are_small_and_described(default_refiner):
 
 
 def test_default_weights_raise_iou_and_mba_on_ecssd(default_refiner, data_root):
-    spec = importlib.util.spec_from_file_location('segrefine_eval_default',
-                                                  REPO / 'tools' / 'eval_default.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('eval_default.py')
     res = tool.evaluate(default_refiner, str(data_root / 'ecssd'), kinds=('perturb',),
                         limit=10, progress=False)['perturb']
     assert res['images'] == 10
@@ -85,10 +80,7 @@ def test_default_weights_raise_iou_and_mba_on_ecssd(default_refiner, data_root):
 def test_default_weights_sharpen_8x_low_resolution_masks(default_refiner, data_root):
     """The shipped default's purpose (issue 16): a low-resolution segmenter's mask gains.
     Measured on these 10 images with stage 7: +0.45 IoU, +0.97 mBA."""
-    spec = importlib.util.spec_from_file_location('segrefine_eval_default',
-                                                  REPO / 'tools' / 'eval_default.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('eval_default.py')
     res = tool.evaluate(default_refiner, str(data_root / 'ecssd'), kinds=('lowres',),
                         limit=10, progress=False)['lowres']
     assert res['refined_iou'] > res['coarse_iou'] + 0.2
