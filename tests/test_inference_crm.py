@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -91,6 +92,35 @@ def test_roi_covering_everything_equals_full(small_state, sample):
                              roi_band=(0.0, 1.0), roi_dilation=0))
     np.testing.assert_allclose(roi.refine(image, mask), full.refine(image, mask),
                                atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize('soft', [False, True])
+def test_coarse_band_decodes_near_the_coarse_boundary_and_keeps_the_mask_elsewhere(
+        small_state, sample, soft):
+    """``coarse_band=r``: within r px of the coarse mask's boundary the output is the full
+    decoding, elsewhere the coarse mask (0 / 1, or value / 255 with soft input); a band
+    covering the image equals full decoding."""
+    image, mask = sample
+    soft_mask = mask.copy()
+    if soft:
+        soft_mask[mask > 0] = 230                     # still > 127: same label, not 255
+    kw = dict(type='CRM', checkpoint=small_state, scales=(1.0,), tile_size=48, soft_input=soft)
+    full = build_refiner(kw).refine(image, soft_mask)
+    r = 6
+    banded = build_refiner(dict(kw, coarse_band=r))
+    out = banded.refine(image, soft_mask)
+    fg = (mask > 127).astype(np.uint8)
+    # chessboard distance to the other label (= square element): 1 on the boundary pixels
+    d = cv2.distanceTransform(fg, cv2.DIST_C, 3) + cv2.distanceTransform(1 - fg, cv2.DIST_C, 3)
+    inside, far = d <= r + 1, d > r + 1
+    np.testing.assert_allclose(out[inside], full[inside], atol=1e-6, rtol=0)
+    keep = soft_mask.astype(np.float32) / 255 if soft else fg.astype(np.float32)
+    np.testing.assert_array_equal(out[far], keep[far])
+    assert 0 < banded.last_stats['decoded'] < 0.5
+    everything = build_refiner(dict(kw, coarse_band=200)).refine(image, soft_mask)
+    np.testing.assert_allclose(everything, full, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match='coarse_band'):
+        build_refiner(dict(kw, coarse_band=0))
 
 
 def test_roi_decodes_only_the_band_and_carries_the_rest(small_state):

@@ -56,6 +56,18 @@ def test_resize_region_equals_the_full_resize_restricted():
     torch.testing.assert_close(out, full[..., c0:c1, d0:d1], atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('dim', [2, 3])
+def test_lerp_select_channels_last_path_is_the_same_and_stays_channels_last(dim, dtype):
+    x = torch.randn(1, 5, 11, 13, generator=torch.Generator().manual_seed(dim)).to(dtype)
+    cl = x.contiguous(memory_format=torch.channels_last)
+    i0, i1, lam = linear_resize_weights(x.shape[dim], 17, 2, 15)
+    want = lerp_select(x, dim, i0, i1, lam)               # NCHW: plain index_select
+    got = lerp_select(cl, dim, i0, i1, lam)
+    assert torch.equal(got, want)
+    assert got.is_contiguous(memory_format=torch.channels_last) and not got.is_contiguous()
+
+
 def test_tensor_windows_are_views_and_check_shapes():
     rgb, seg = torch.randn(2, 3, 10, 12), torch.rand(2, 1, 10, 12)
     w = TensorWindows(rgb, seg)
