@@ -359,6 +359,7 @@ class CRMRefiner(Refiner):
         bool, True within ``coarse_band`` px of a boundary of the binarised coarse mask (a
         pixel whose 3x3 neighbourhood holds both labels). Writes the padded coarse mask (the
         network's mask input, mapped back to [0, 1]) into ``out``, the value kept outside.
+        Memory: ~5 bytes per padded pixel of uint8 / bool temporaries.
         """
         # OpenCV on the CPU: its rectangle dilation is ~100x faster than max-pools here
         # (8.1 Mpx, r = 32: 13 ms vs 1.45 s)
@@ -370,7 +371,8 @@ class CRMRefiner(Refiner):
         three = np.ones((3, 3), np.uint8)
         edge = cv2.dilate(fg, three) & cv2.dilate(1 - fg, three)  # both labels around
         r = self.coarse_band
-        band = cv2.dilate(edge, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * r + 1, 2 * r + 1)))
+        square = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * r + 1, 2 * r + 1))
+        band = cv2.dilate(edge, square)
         return torch.from_numpy(band.astype(bool)).to(self.device)
 
     def tiles(self, feat_size: Tuple[int, int]) -> List[Tuple[Tuple[int, int], Tuple[int, int]]]:
