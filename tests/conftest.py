@@ -49,7 +49,6 @@ _GROUP = re.compile(r'^\[needs (\w+)\]')
 torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
 
 
-
 def load_tool(file_name: str):
     """Import ``tools/<file_name>`` (not a package) as a module, under a unique name."""
     name = 'segrefine_tool_' + file_name.replace('.py', '')
@@ -57,6 +56,7 @@ def load_tool(file_name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
 
 def missing(group: str, what: str) -> NoReturn:
     """Skip the current test (or module) because ``what`` of ``group`` is missing.

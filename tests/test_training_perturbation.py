@@ -1,6 +1,7 @@
 """The published mask perturbation: IoU targets, reproducibility, input checks."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -139,9 +140,9 @@ def test_mirrored_elements_have_zero_mean_offset():
 
 
 def test_published_perturbation_is_biased_down_right_and_symmetric_is_not(gt_masks):
-    """The published quirk (half-pixel shift of the structuring elements) and its fix,
-    measured on flip-balanced masks (each mask also upside down and mirrored, so shape
-    asymmetries cancel and only a shift remains)."""
+    """The published quirk (off-centre structuring elements, rectangles leaning down-right)
+    and its fix, measured on flip-balanced masks (each mask also upside down and mirrored,
+    so shape asymmetries cancel and only a shift remains)."""
     offsets = {False: [], True: []}
     for i, gt in enumerate(gt_masks[:6]):
         small = np.pad(np.where(_resize(gt, 96) > 127, 255, 0).astype(np.uint8), 8)
@@ -168,5 +169,4 @@ def test_symmetric_false_is_the_published_draw_sequence():
 
 
 def _resize(mask: np.ndarray, side: int) -> np.ndarray:
-    import cv2
     return cv2.resize(mask, (side, side), interpolation=cv2.INTER_AREA)

@@ -16,8 +16,8 @@ and reads the JSON (s / image: wall time of the refine command, start-up include
 images). Coarse kinds:
   perturb        the published perturbation at IoU target 0.8, seeded by the image's index in
                  the sorted folder (the rule of tools/eval_default.py and the validation set);
-                 it sits ~0.5 px down-right of the ground truth on average (a published quirk,
-                 see segrefine_plugins/training/perturbation.py);
+                 it sits down-right of the ground truth (+0.027 / +0.026 px averaged over
+                 whole outlines: a published quirk, segrefine_plugins/training/perturbation.py);
   perturbsym     the same without that bias (``perturb_mask(..., symmetric=True)``);
   lowresF        the ground truth down-sampled F x ('area') and up again (bilinear),
                  binarised at 0.5 (F = 4, 8, 16, ...);

@@ -45,7 +45,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--keep-denormals', action='store_true',
                    help='do not flush denormal floats to zero on the CPU (by default they are: '
                         'Adam moments and weights decaying towards zero become denormal and '
-                        'slowed a CPU run 3x after ~1000 iterations)')
+                        'slowed a CPU run 3.7x by iteration 1600)')
     p.add_argument('--local-rank', '--local_rank', type=int, default=0)
     args = p.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))

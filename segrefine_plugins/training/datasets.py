@@ -118,10 +118,9 @@ class MaskPairDataset(Dataset):
         scale_range: training only: resize image and mask by a random factor in this range
             before cropping (None = no resize, the published recipe). Lets a small crop see
             more of the object.
-        perturb_symmetric: perturb in a randomly flipped frame (``perturb_mask(...,
-            symmetric=True)``), without the published perturbation's half-pixel down-right
-            bias (which teaches a refiner to move perturbed-looking boundaries up-left)
-            (training and validation; False = published).
+        perturb_symmetric: use ``perturb_mask(..., symmetric=True)``: the published
+            perturbation without its down-right bias (which teaches a refiner to move
+            perturbed-looking boundaries up-left); training and validation. False = published.
         seed: base seed of all randomness.
         subset: ``(start, stop)``: use only these pairs (after concatenation, sorted by
             name), e.g. to hold out the tail of a folder for validation, or a handful for tests.

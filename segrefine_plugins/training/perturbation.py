@@ -25,10 +25,10 @@ the ground truth (flip-balanced ECSSD masks, :func:`~segrefine_plugins.metrics.b
 over whole outlines: +0.027 / +0.026 px on average; a refiner trained on them is taught to
 move boundaries up-left where they look perturbed). The rectangles the operations act on
 also lean down-right (their far corner is drawn between the near one and the image edge), so
-net growth or shrinkage lands more on the bottom / right boundaries. ``symmetric=True`` removes both: each element (shape
-and anchor) is mirrored per axis at random, and the whole perturbation runs in a frame
-flipped at random (rows and / or columns, flipped back after): the same shapes, the shifts
-averaging to zero.
+net growth or shrinkage lands more on the bottom / right boundaries. ``symmetric=True``
+removes both: each element (shape and anchor) is mirrored per axis at random, and the whole
+perturbation runs in a frame flipped at random (rows and / or columns, flipped back after):
+the same shapes, the shifts averaging to zero.
 """
 from __future__ import annotations
 
