@@ -153,11 +153,30 @@ def test_degrade_id_map_lowres_and_perturb():
     assert np.array_equal(per, degrade_id_map(ids, infos, 'perturb', seed=3))
     assert 0.5 < iou(per == 1) < 1.0 and set(np.unique(per)) <= {1, 2}
     assert parse_degrade(None) is None and parse_degrade('lowres16') == ('lowres', 16)
-    for bad in ('lowres1', 'lowres', 'blur', 'perturb2'):
+    assert parse_degrade('lowres4soft') == ('lowres_soft', 4)
+    assert np.array_equal(degrade_id_map(ids, infos, 'lowres8soft'), low8)
+    for bad in ('lowres1', 'lowres', 'blur', 'perturb2', 'lowres8hard', 'soft8'):
         with pytest.raises(ValueError, match='lowresN'):
             parse_degrade(bad)
     with pytest.raises(ValueError, match='lowresN'):
         GroundTruthModel('low8')
+
+
+def test_ground_truth_model_soft_degrade_gives_float_instance_masks(dataset):
+    """lowresNsoft: the same panoptic output as lowresN; instances carry the things'
+    up-sampled scores as float probabilities (what SOFT_COARSE reads)."""
+    from detectron2.data import DatasetCatalog
+
+    inp = dict(DatasetCatalog.get(dataset)[0])
+    hard = GroundTruthModel('lowres8')([inp])[0]
+    soft = GroundTruthModel('lowres8soft')([inp])[0]
+    assert torch.equal(hard['panoptic_seg'][0], soft['panoptic_seg'][0])
+    assert hard['panoptic_seg'][1] == soft['panoptic_seg'][1]
+    masks = soft['instances'].pred_masks
+    assert masks.dtype == torch.float32 and len(masks) == len(hard['instances']) >= 1
+    assert 0 <= float(masks.min()) and float(masks.max()) <= 1
+    assert ((masks > 0) & (masks < 1)).any()              # soft boundaries
+    assert ((masks > 0.5) == hard['instances'].pred_masks).float().mean() > 0.99
 
 
 def test_evaluate_degraded_ground_truth_counts_the_gate(dataset, cascadepsp_weights, tmp_path):

@@ -1,6 +1,7 @@
 """refine_instances: instance / entity masks (Tensor or BitMasks) refined in padded boxes."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -12,7 +13,9 @@ pytestmark = pytest.mark.detectron2
 
 from detectron2.structures import BitMasks, Boxes, Instances  # noqa: E402
 
+from segrefine_plugins import build_refiner  # noqa: E402
 from segrefine_plugins.detectron2 import masks_to_bool, refine_instances  # noqa: E402
+from segrefine_plugins.multiobject import refine_segments  # noqa: E402
 # the small CascadePSP fixture and the ECSSD loader are shared with the panoptic tests
 from test_detectron2_panoptic import ecssd_sample, refiner  # noqa: E402,F401
 
@@ -103,3 +106,24 @@ def test_malformed_masks(scene, refiner):
                                                                      img.shape[1], dtype=torch.bool))
     with pytest.raises(ValueError, match='image_size'):
         refine_instances(img, inst, refiner)
+
+
+def test_soft_coarse_gives_the_refiner_float_mask_probabilities(scene, cascadepsp_weights):
+    img, masks = scene
+    soft_refiner = build_refiner(dict(type='CascadePSP', checkpoint=str(cascadepsp_weights),
+                                      L=96, fast=True, soft_input=True))
+    probs = np.stack([cv2.GaussianBlur(m.numpy().astype(np.float32), (9, 9), 3) for m in masks])
+    inst = _instances(img.shape[:2], torch.from_numpy(probs))
+    out = refine_instances(img, inst, soft_refiner, soft_coarse=True)
+    assert out.pred_masks.dtype == torch.float32
+    want = refine_segments(img, probs > 0.5, soft_refiner, fuse=False, soft_masks=probs).masks
+    np.testing.assert_array_equal(out.pred_masks.numpy() > 0.5, want)
+    hard = refine_instances(img, inst, soft_refiner)
+    assert not torch.equal(hard.pred_masks, out.pred_masks), 'soft input changed nothing'
+    # boolean masks carry no soft values: soft_coarse leaves them hard
+    plain = _instances(img.shape[:2], masks)
+    assert torch.equal(refine_instances(img, plain, soft_refiner, soft_coarse=True).pred_masks,
+                       refine_instances(img, plain, soft_refiner).pred_masks)
+    bad = _instances(img.shape[:2], torch.full(masks.shape, float('nan')))
+    with pytest.raises(ValueError, match='NaN'):
+        refine_instances(img, bad, soft_refiner, soft_coarse=True, mask_threshold=-1.0)

@@ -17,8 +17,10 @@ from detectron2.config import get_cfg  # noqa: E402
 from detectron2.data import transforms as T  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
+from segrefine_plugins import build_refiner  # noqa: E402
 from segrefine_plugins.detectron2 import (SegRefineWrapper, add_segrefine_config,  # noqa: E402
                                           image_for_refiner, wrap_model)
+from segrefine_plugins.multiobject import refine_label_map  # noqa: E402
 
 
 def _cfg(weights, enabled=True):
@@ -168,6 +170,39 @@ def test_sem_seg_refinement_gives_one_hot_scores(plain, cascadepsp_weights, inpu
     assert out.shape == scores.shape and out.dtype == scores.dtype
     assert torch.equal(out.sum(0), torch.ones(h, w))
     assert set(out.argmax(0).unique().tolist()) <= {0, 2}
+
+
+def test_soft_coarse_sem_seg_gives_the_refiner_softmax_probabilities(plain, cascadepsp_weights,
+                                                                     inputs):
+    batch, img = inputs
+    refiner = build_refiner(dict(type='CascadePSP', checkpoint=str(cascadepsp_weights), L=96,
+                                 fast=True, soft_input=True))
+    model = wrap_model(plain, refiner, refine_panoptic=False, refine_instances=False,
+                       refine_sem_seg=True, soft_coarse=True).eval()
+    h, w = img.shape[:2]
+    yy, xx = np.mgrid[:h, :w]
+    # logits of a smooth ellipse on background: a soft boundary several pixels wide
+    r = ((yy - h / 2) / (h / 3)) ** 2 + ((xx - w / 2) / (w / 3)) ** 2
+    scores = torch.from_numpy(np.stack([2.0 * (r - 1), np.zeros_like(r), 2.0 * (1 - r)])).float()
+    out = model.refine_outputs(batch, [{'sem_seg': scores}])[0]['sem_seg']
+    image = image_for_refiner(batch[0], 'BGR')
+    labels = scores.argmax(0).numpy()
+    probs = torch.softmax(scores, dim=0).numpy()
+    options = model.roi_options.replace(ignore_index=None)
+    soft = refine_label_map(image, labels, refiner, options, probs=probs).labels
+    hard = refine_label_map(image, labels, refiner, options).labels
+    np.testing.assert_array_equal(out.argmax(0).numpy(), soft)
+    assert (soft != hard).any(), 'soft and hard coarse input gave the same labels'
+    with pytest.raises(ValueError, match='NaN'):
+        model.refine_outputs(batch, [{'sem_seg': scores * float('nan')}])
+    # the soft values need a refiner that reads them
+    hard_refiner = build_model(_cfg(cascadepsp_weights)).refiner
+    with pytest.raises(ValueError, match='soft_input=True'):
+        wrap_model(plain, hard_refiner, soft_coarse=True)
+    cfg = _cfg(cascadepsp_weights)
+    cfg.MODEL.SEGREFINE.SOFT_COARSE = True
+    built = build_model(cfg)
+    assert built.soft_coarse and built.refiner.soft_input
 
 
 def test_image_for_refiner(inputs, tmp_path):

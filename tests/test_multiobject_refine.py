@@ -240,6 +240,17 @@ class MaskEchoRefiner(Refiner):
         return mask_u8.float() / 255.0
 
 
+def assert_soft_inputs(rois, masks, probs):
+    """The refiner got ``round(255 p)`` of map ``probs[k]`` wherever an ROI ``(k, box)``'s
+    mask is set, and soft values, not 0 / 255."""
+    for (k, (y0, y1, x0, x1)), mask in zip(rois, masks):
+        assert mask.dtype == np.uint8
+        want = np.rint(probs[k, y0:y1, x0:x1] * 255).astype(np.uint8)
+        inside = mask > 0
+        np.testing.assert_array_equal(mask[inside], want[inside])
+        assert len(np.unique(mask)) > 3
+
+
 def test_label_map_soft_coarse_probabilities():
     labels = scene()
     image = paint(labels)
@@ -251,12 +262,7 @@ def test_label_map_soft_coarse_probabilities():
     res = refine_label_map(image, labels, refiner, probs=probs, min_area=0)
     hard = refine_label_map(image, labels, MaskEchoRefiner(), min_area=0)
     assert [r[0] for r in res.rois] == [0, 3, 5] and res.rois == hard.rois
-    for (c, (y0, y1, x0, x1)), mask in zip(res.rois, refiner.masks):
-        assert mask.dtype == np.uint8
-        want = np.rint(probs[c, y0:y1, x0:x1] * 255).astype(np.uint8)
-        inside = mask > 0
-        np.testing.assert_array_equal(mask[inside], want[inside])
-        assert len(np.unique(mask)) > 3                    # soft values, not 0 / 255
+    assert_soft_inputs(res.rois, refiner.masks, probs)
     # probs of the wrong size / kind are refused with a clear message
     with pytest.raises(ValueError, match='differs'):
         refine_label_map(image, labels, refiner, probs=probs[:, :-1])
@@ -266,6 +272,26 @@ def test_label_map_soft_coarse_probabilities():
         refine_label_map(image, labels, refiner, probs=(probs * 255).astype(np.uint8))
     with pytest.raises(ValueError, match='no probability map'):
         refine_label_map(image, labels, refiner, probs=probs[:4], min_area=0)
+
+
+def test_segments_soft_masks_probabilities():
+    labels = scene()
+    image = paint(labels)
+    masks = np.stack([labels == 3, labels == 5])
+    soft = np.stack([cv2.GaussianBlur(m.astype(np.float32), (7, 7), 2) for m in masks])
+    refiner = MaskEchoRefiner()
+    res = refine_segments(image, masks, refiner, soft_masks=soft)
+    hard = refine_segments(image, masks, MaskEchoRefiner())
+    assert res.rois == hard.rois and len(refiner.masks) == 2
+    assert_soft_inputs(res.rois, refiner.masks, soft)
+    assert not np.array_equal(res.confidence, hard.confidence)   # soft values reached the fusion
+    with pytest.raises(ValueError, match='soft_masks'):
+        refine_segments(image, masks, refiner, soft_masks=soft[:1])
+    with pytest.raises(ValueError, match=r'\[0, 1\]'):
+        refine_segments(image, masks, refiner, soft_masks=soft * 2)
+    empty = np.zeros((0,) + labels.shape, dtype=bool)
+    out = refine_segments(image, empty, refiner, soft_masks=np.zeros(empty.shape, np.float32))
+    assert out.rois == []
 
 
 def test_label_map_bad_input():

@@ -103,6 +103,27 @@ def test_lowres_prob_one_gives_lowres_training_inputs(data_root):
         MaskPairDataset(str(data_root / 'ecssd'), lowres_prob=1.5)
 
 
+def test_soft_lowres_inputs_are_the_probability_read_linearly(data_root):
+    ds = MaskPairDataset(str(data_root / 'ecssd'), crop_size=400, subset=(0, 1),
+                         lowres_prob=1.0, soft_lowres_prob=1.0)
+    item = ds[0]
+    seg = item['seg'][0].numpy()
+    gt_u8 = np.rint(item['gt'][0].numpy() * 255).astype(np.uint8)
+    want = lowres_mask(gt_u8, 8, soft=True).astype(np.float32) * (2 / 255) - 1
+    np.testing.assert_allclose(seg, want, atol=1e-6)
+    assert len(np.unique(seg)) > 10 and seg.min() >= -1 and seg.max() <= 1
+    val = MaskPairDataset(str(data_root / 'ecssd'), train=False, coarse='lowres_soft',
+                          lowres_factor=4, subset=(0, 1))[0]
+    hard = MaskPairDataset(str(data_root / 'ecssd'), train=False, coarse='lowres',
+                           lowres_factor=4, subset=(0, 1))[0]
+    assert len(np.unique(val['seg'].numpy())) > 10
+    np.testing.assert_array_equal(val['seg'].numpy() > 0, hard['seg'].numpy() > 0)
+    with pytest.raises(ValueError, match='soft_lowres_prob'):
+        MaskPairDataset(str(data_root / 'ecssd'), soft_lowres_prob=-0.1)
+    with pytest.raises(ValueError, match='lowres_soft'):
+        MaskPairDataset(str(data_root / 'ecssd'), train=False, coarse='soft')
+
+
 def test_several_lowres_factors_draw_each_of_them(data_root):
     kw = dict(crop_size=256, subset=(0, 1), lowres_prob=1.0, lowres_factor=(4, 16))
     ds = MaskPairDataset(str(data_root / 'ecssd'), **kw)

@@ -97,6 +97,11 @@ def add_segrefine_config(cfg: Any) -> None:
     # 'input' = always the model input, resized back (cv2 INTER_AREA when shrinking, LINEAR
     #           when enlarging); 'file' = always `file_name` (error when missing).
     _C.IMAGE_SOURCE = 'auto'
+    # Soft coarse input (opt-in, changes numbers): the refiner gets the model's probabilities
+    # instead of its argmax / threshold where the output has them: 'sem_seg' (softmax of its
+    # scores, which must be logits) and float 'instances.pred_masks'; panoptic segments and
+    # boolean masks stay hard. Builds the refiner with soft_input=True.
+    _C.SOFT_COARSE = False
     cfg.MODEL.SEGREFINE = _C
 
 
@@ -118,6 +123,8 @@ def refiner_config(seg_cfg: Any, default_device: str = 'cpu') -> Dict[str, Any]:
     if rcfg.PRECISION != 'fp32':
         out['precision'] = rcfg.PRECISION
     out['device'] = rcfg.DEVICE or out.get('device') or default_device
+    if getattr(seg_cfg, 'SOFT_COARSE', False):
+        out['soft_input'] = True
     return out
 
 

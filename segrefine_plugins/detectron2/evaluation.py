@@ -185,26 +185,52 @@ def format_table(raw: Dict[str, float], refined: Dict[str, float], label: str = 
     return '\n'.join(lines)
 
 
-#: ``--gt-degrade`` kinds: ``lowresN`` (N an integer >= 2) and ``perturb``.
+#: ``--gt-degrade`` kinds: ``lowresN`` (N an integer >= 2), ``lowresNsoft`` and ``perturb``.
 DEGRADE_HELP = ('lowresN: every segment down-sampled N x (area) and up-sampled (bilinear), '
                 'pixels take the segment of highest up-sampled score (a low-resolution '
-                'segmenter); perturb: every thing mask perturbed as in training (IoU target '
-                '0.8..1.0, seeded by the image id), freed pixels take the largest stuff segment')
+                'segmenter); lowresNsoft: the same, and instances.pred_masks are the things\' '
+                'up-sampled scores as float probabilities (for MODEL.SEGREFINE.SOFT_COARSE; '
+                'hard runs binarise them at MASK_THRESHOLD); perturb: every thing mask '
+                'perturbed as in training (IoU target 0.8..1.0, seeded by the image id), freed '
+                'pixels take the largest stuff segment')
 
 
 def parse_degrade(spec: Optional[str]) -> Optional[Tuple[str, int]]:
-    """``None``/'' -> None; ``'lowres8'`` -> ``('lowres', 8)``; ``'perturb'`` -> ``('perturb', 0)``.
+    """``None``/'' -> None; ``'lowres8'`` -> ``('lowres', 8)``; ``'lowres8soft'`` ->
+    ``('lowres_soft', 8)``; ``'perturb'`` -> ``('perturb', 0)``.
 
     Raises ValueError naming the accepted forms on anything else.
     """
     if not spec:
         return None
-    m = re.fullmatch(r'lowres(\d+)', spec)
+    m = re.fullmatch(r'lowres(\d+)(soft)?', spec)
     if m and int(m.group(1)) >= 2:
-        return 'lowres', int(m.group(1))
+        return ('lowres_soft' if m.group(2) else 'lowres'), int(m.group(1))
     if spec == 'perturb':
         return 'perturb', 0
-    raise ValueError(f'unknown degradation {spec!r}: use lowresN (N >= 2, e.g. lowres8) or perturb')
+    raise ValueError(f'unknown degradation {spec!r}: use lowresN or lowresNsoft (N >= 2, e.g. '
+                     f'lowres8) or perturb')
+
+
+def lowres_scores(ids: np.ndarray, infos: Sequence[Dict[str, Any]],
+                  factor: int) -> Tuple[np.ndarray, np.ndarray]:
+    """A low-resolution segmenter's scores: every segment of ``ids`` (and void, 0) down-sampled
+    ``factor`` x (area) and up-sampled (bilinear).
+
+    Returns:
+        ``(labels, scores)``: (K,) int32 ids ``[0] + segment ids`` and (K, H, W) float32
+        scores in [0, 1] (per pixel they sum to 1).
+    """
+    import cv2
+
+    h, w = ids.shape
+    size = (max(1, round(w / factor)), max(1, round(h / factor)))
+    labels = np.asarray([0] + [int(s['id']) for s in infos], dtype=np.int32)
+    scores = np.stack([cv2.resize(cv2.resize((ids == sid).astype(np.float32), size,
+                                             interpolation=cv2.INTER_AREA),
+                                  (w, h), interpolation=cv2.INTER_LINEAR)
+                       for sid in labels.tolist()])
+    return labels, np.clip(scores, 0.0, 1.0)
 
 
 def degrade_id_map(ids: np.ndarray, infos: Sequence[Dict[str, Any]], spec: str,
@@ -225,16 +251,9 @@ def degrade_id_map(ids: np.ndarray, infos: Sequence[Dict[str, Any]], spec: str,
     from ..training.perturbation import perturb_mask
 
     kind, factor = parse_degrade(spec)
-    segs = [int(s['id']) for s in infos]
-    h, w = ids.shape
-    if kind == 'lowres':
-        size = (max(1, round(w / factor)), max(1, round(h / factor)))
-        labels = [0] + segs       # void competes too, so void regions stay void
-        scores = np.stack([cv2.resize(cv2.resize((ids == sid).astype(np.float32), size,
-                                                 interpolation=cv2.INTER_AREA),
-                                      (w, h), interpolation=cv2.INTER_LINEAR)
-                           for sid in labels])
-        return np.asarray(labels, dtype=np.int32)[scores.argmax(axis=0)]
+    if kind != 'perturb':
+        labels, scores = lowres_scores(ids, infos, factor)
+        return labels[scores.argmax(axis=0)]
     rng = np.random.default_rng(seed)
     things = [s for s in infos if s['isthing']]
     stuff = [int(s['id']) for s in infos if not s['isthing']]
@@ -276,9 +295,15 @@ class GroundTruthModel(torch.nn.Module):
                                  'dataset (inputs with pan_seg_file_name)')
             ids = rgb2id(np.asarray(Image.open(inp['pan_seg_file_name']).convert('RGB'),
                                     dtype=np.uint32)).astype(np.int32)
+            soft: Dict[int, np.ndarray] = {}
             if self.degrade:
-                ids = degrade_id_map(ids, inp['segments_info'], self.degrade,
+                gt_ids = ids
+                ids = degrade_id_map(gt_ids, inp['segments_info'], self.degrade,
                                      seed=int(inp.get('image_id', 0)))
+                kind, factor = parse_degrade(self.degrade)
+                if kind == 'lowres_soft':
+                    labels, scores = lowres_scores(gt_ids, inp['segments_info'], factor)
+                    soft = dict(zip(labels.tolist(), scores))
             present = set(np.unique(ids).tolist())
             infos = []
             for s in inp['segments_info']:
@@ -290,11 +315,15 @@ class GroundTruthModel(torch.nn.Module):
                     info['score'] = 1.0
                 infos.append(info)
             things = [s for s in infos if s['isthing']]
-            masks = torch.from_numpy(np.stack([ids == s['id'] for s in things])) if things \
-                else torch.zeros((0,) + ids.shape, dtype=torch.bool)
+            if soft:   # float probabilities (things' up-sampled scores)
+                masks = torch.from_numpy(np.stack([soft[s['id']] for s in things])) if things \
+                    else torch.zeros((0,) + ids.shape, dtype=torch.float32)
+            else:
+                masks = torch.from_numpy(np.stack([ids == s['id'] for s in things])) if things \
+                    else torch.zeros((0,) + ids.shape, dtype=torch.bool)
             inst = Instances(ids.shape)
             inst.pred_masks = masks
-            inst.pred_boxes = BitMasks(masks).get_bounding_boxes()
+            inst.pred_boxes = BitMasks(masks > 0.5 if soft else masks).get_bounding_boxes()
             inst.scores = torch.ones(len(things))
             inst.pred_classes = torch.tensor([s['category_id'] for s in things], dtype=torch.int64)
             outputs.append({'panoptic_seg': (torch.from_numpy(ids), infos), 'instances': inst})

@@ -7,6 +7,10 @@ Each mask of ``pred_masks`` is refined in its bounding box grown by ``roi_paddin
 * entities (non-overlapping, e.g. EntitySeg), ``fuse=True``: the modified argmax over all of
   them, in order (higher-scored first where masks overlap), as for panoptic segments.
 
+With ``soft_coarse`` and float ``pred_masks`` (probabilities), each ROI's coarse input is the
+mask's probability instead of its 0 / 1 threshold (a refiner with ``soft_input=True`` reads it
+linearly); boolean / integer masks have no soft values and are used as they are.
+
 Scores, classes, boxes and every other field are kept; the number and order of instances never
 change (a mask the fusion empties stays, empty, with its score). ``recompute_boxes`` replaces
 ``pred_boxes`` by the refined masks' boxes (detectron2's ``BitMasks.get_bounding_boxes``
@@ -54,6 +58,20 @@ def masks_to_bool(pred_masks: Any, shape: Tuple[int, int],
     return masks != 0
 
 
+def soft_mask_probs(pred_masks: Any) -> Optional[np.ndarray]:
+    """Float ``pred_masks`` -> (N, H, W) float32 probabilities clipped to [0, 1]; None for
+    boolean / integer masks (BitMasks included), which carry no soft values."""
+    masks = getattr(pred_masks, 'tensor', pred_masks)
+    if not isinstance(masks, torch.Tensor) or not masks.is_floating_point():
+        return None
+    if masks.dim() == 4:
+        masks = masks[:, 0]
+    arr = masks.detach().float().clamp(0.0, 1.0).cpu().numpy()
+    if not np.isfinite(arr).all():
+        raise ValueError('pred_masks hold NaN / inf values')
+    return arr
+
+
 def _restore_type(refined: torch.Tensor, like: Any) -> Any:
     """(N, H, W) bool -> the container / dtype / shape of ``like`` (float and int as 0 / 1)."""
     from detectron2.structures import BitMasks
@@ -67,6 +85,7 @@ def _restore_type(refined: torch.Tensor, like: Any) -> Any:
 def refine_instances(image: np.ndarray, instances: Any, refiner: Refiner, *,
                      options: Union[RoiOptions, Mapping[str, Any], None] = None, fuse: bool = False,
                      recompute_boxes: bool = False, mask_threshold: float = 0.5,
+                     soft_coarse: bool = False,
                      stats: Optional[Callable[[int, int], None]] = None,
                      **option_overrides: Any) -> Any:
     """Refine the masks of a detectron2 ``Instances``.
@@ -84,6 +103,8 @@ def refine_instances(image: np.ndarray, instances: Any, refiner: Refiner, *,
         fuse: entities: fuse the masks into a non-overlapping set (modified argmax).
         recompute_boxes: replace ``pred_boxes`` by the refined masks' boxes.
         mask_threshold: binarises float (probability) masks.
+        soft_coarse: float masks are also given to the refiner as probabilities (values
+            clipped to [0, 1]); ROIs, the gate and ``fuse`` still use the binarised masks.
 
     Returns:
         a new ``Instances`` (same image size and fields; ``pred_masks`` in the input's
@@ -103,8 +124,9 @@ def refine_instances(image: np.ndarray, instances: Any, refiner: Refiner, *,
                          f'image size {shape}')
     pred_masks = instances.pred_masks
     masks = masks_to_bool(pred_masks, shape, mask_threshold).cpu().numpy()
+    soft = soft_mask_probs(pred_masks) if soft_coarse else None
     res = refine_segments(image, masks, refiner, RoiOptions.from_any(options, **option_overrides),
-                          fuse=fuse)
+                          fuse=fuse, soft_masks=soft)
     if stats is not None:  # (segments refined, segments the gate kept coarse)
         stats(len({i for i, _ in res.rois}), len(res.gated))
     refined = torch.from_numpy(np.ascontiguousarray(res.masks))
@@ -121,4 +143,4 @@ def refine_instances(image: np.ndarray, instances: Any, refiner: Refiner, *,
     return out
 
 
-__all__ = ['refine_instances', 'masks_to_bool']
+__all__ = ['refine_instances', 'masks_to_bool', 'soft_mask_probs']

@@ -23,6 +23,12 @@ detectron2's ``read_image``, EXIF orientation applied) when it exists and has th
 — refinement gains most from full-resolution detail — else the input resized back
 (``cv2.INTER_AREA`` when shrinking, ``INTER_LINEAR`` when enlarging). ``'input'`` and
 ``'file'`` force one source.
+
+**Soft coarse input** (``soft_coarse=True``, opt-in): where the inner model's output carries
+probabilities, the refiner gets them instead of the hard mask: ``sem_seg`` (the softmax over
+its C scores, which must be logits, as detectron2's SemanticSegmentor and PanopticFPN give)
+and float ``instances.pred_masks``. Panoptic segments and boolean masks (detectron2's usual
+pasted masks) carry none and stay hard. Needs a refiner built with ``soft_input=True``.
 """
 from __future__ import annotations
 
@@ -142,7 +148,7 @@ def wrapper_options(cfg: Any) -> Dict[str, Any]:
                 refine_instances=seg.REFINE_INSTANCES, refine_sem_seg=seg.REFINE_SEM_SEG,
                 instances_fuse=seg.INSTANCES_FUSE, recompute_boxes=seg.RECOMPUTE_BOXES,
                 mask_threshold=seg.MASK_THRESHOLD, image_source=seg.IMAGE_SOURCE,
-                input_format=cfg.INPUT.FORMAT)
+                input_format=cfg.INPUT.FORMAT, soft_coarse=seg.SOFT_COARSE)
 
 
 def _wrapper_class(cls: type) -> type:
@@ -172,6 +178,9 @@ class SegRefineWrapper(nn.Module):
             :func:`segrefine_plugins.threads.configure_threads`; None leaves them as they are.
         input_format: the model's INPUT.FORMAT ('BGR' / 'RGB'); default: ``model.input_format``
             when it has one, else 'BGR'.
+        soft_coarse: give the refiner the model's probabilities where the output has them
+            (module docstring). Needs a refiner with ``soft_input=True`` (others binarise
+            their input, so the soft values would be lost): refused otherwise.
 
     ``state_dict()`` / ``load_state_dict()`` use the inner model's keys, so checkpoints of the
     inner model load into the wrapper and the wrapper's checkpoints into the inner model.
@@ -186,7 +195,8 @@ class SegRefineWrapper(nn.Module):
                  refine_sem_seg: bool = False, instances_fuse: bool = False,
                  recompute_boxes: bool = False, mask_threshold: float = 0.5,
                  image_source: str = 'auto', input_format: Optional[str] = None,
-                 threads: Optional[int] = None, **roi_kwargs: Any) -> None:
+                 threads: Optional[int] = None, soft_coarse: bool = False,
+                 **roi_kwargs: Any) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
             raise ValueError(f'model must be an nn.Module, got {type(model).__name__}')
@@ -195,6 +205,11 @@ class SegRefineWrapper(nn.Module):
                              f'{type(refiner).__name__}')
         if image_source not in IMAGE_SOURCES:
             raise ValueError(f'image_source must be one of {IMAGE_SOURCES}, got {image_source!r}')
+        self.soft_coarse = to_bool(soft_coarse, 'soft_coarse')
+        if self.soft_coarse and refiner is not None and not getattr(refiner, 'soft_input', False):
+            raise ValueError('soft_coarse=True needs a refiner built with soft_input=True '
+                             '(MODEL.SEGREFINE.SOFT_COARSE builds it so; the published '
+                             'refiners binarise their input)')
         self.model = model
         self.refiner = refiner
         self.enabled = to_bool(enabled, 'enabled')
@@ -280,7 +295,8 @@ class SegRefineWrapper(nn.Module):
             new['instances'] = refine_instances(
                 image, out['instances'], self.refiner, options=self.roi_options,
                 fuse=self.instances_fuse, recompute_boxes=self.recompute_boxes,
-                mask_threshold=self.mask_threshold, stats=self._count)
+                mask_threshold=self.mask_threshold, soft_coarse=self.soft_coarse,
+                stats=self._count)
         if 'sem_seg' in todo:
             new['sem_seg'] = self._refine_sem_seg(image, out['sem_seg'])
         return new
@@ -293,14 +309,21 @@ class SegRefineWrapper(nn.Module):
         """(C, H, W) scores -> one-hot (C, H, W) of the refined argmax (same dtype / device).
 
         The scores' soft values are not kept: downstream ``argmax`` gives the refined labels.
+        With ``soft_coarse`` the ROIs' coarse masks are the softmax of the scores.
         """
         if not isinstance(scores, torch.Tensor) or scores.dim() != 3 or \
                 tuple(scores.shape[1:]) != tuple(image.shape[:2]):
             raise ValueError(f'sem_seg must be a (C, H, W) tensor of the image size '
                              f'{image.shape[:2]}, got {getattr(scores, "shape", None)}')
         labels = scores.argmax(dim=0).cpu().numpy().astype(np.int64)
+        probs = None
+        if self.soft_coarse:
+            x = scores.detach().float()
+            if not torch.isfinite(x).all():
+                raise ValueError('sem_seg holds NaN / inf scores')
+            probs = torch.softmax(x, dim=0).cpu().numpy()
         res = refine_label_map(image, labels, self.refiner,
-                               self.roi_options.replace(ignore_index=None))
+                               self.roi_options.replace(ignore_index=None), probs=probs)
         self._count(len(res.rois), res.gated)
         refined = tensor_from_numpy(res.labels).to(scores.device)
         onehot = torch.zeros_like(scores)

@@ -211,12 +211,16 @@ class SoftCoarse:
 
     Args:
         probs: (C, H, W) float in [0, 1] (C > every class id refined), e.g. the softmax of
-            mmseg's ``seg_logits``.
+            mmseg's ``seg_logits``; or, with ``by_index``, (N, H, W): one probability map per
+            segment of a segment list (e.g. detectron2's float ``pred_masks``).
         kernel_size: the disk kernel the ROI's component is grown by (RoiOptions.kernel_size).
         shape: (H, W) of the label map the ROIs come from.
+        by_index: the map of an ROI is ``probs[roi.index]`` (segments) instead of
+            ``probs[roi.label]`` (class ids of a label map).
     """
 
-    def __init__(self, probs: np.ndarray, kernel_size: int, shape: Tuple[int, int]) -> None:
+    def __init__(self, probs: np.ndarray, kernel_size: int, shape: Tuple[int, int],
+                 by_index: bool = False) -> None:
         if not isinstance(probs, np.ndarray) or probs.ndim != 3 or \
                 probs.dtype.kind != 'f':
             raise ValueError(f'probs must be a (C, H, W) float array, got '
@@ -229,15 +233,17 @@ class SoftCoarse:
             raise ValueError('probs must be finite probabilities in [0, 1]')
         self.probs = probs
         self.kernel = disk_kernel(kernel_size)
+        self.by_index = bool(by_index)
 
     def mask(self, roi: Roi) -> np.ndarray:
         """(h, w) uint8 0..255: the ROI's soft coarse mask."""
-        if not 0 <= roi.label < self.probs.shape[0]:
-            raise ValueError(f'class {roi.label} has no probability map (probs has '
-                             f'{self.probs.shape[0]} classes)')
+        channel = roi.index if self.by_index else roi.label
+        if not 0 <= channel < self.probs.shape[0]:
+            raise ValueError(f'{"segment" if self.by_index else "class"} {channel} has no '
+                             f'probability map (probs has {self.probs.shape[0]})')
         y0, y1, x0, x1 = roi.box
         region = cv2.dilate(roi.mask.astype(np.uint8), self.kernel) > 0
-        p = np.where(region, self.probs[roi.label, y0:y1, x0:x1], 0.0)
+        p = np.where(region, self.probs[channel, y0:y1, x0:x1], 0.0)
         return np.rint(p * 255.0).astype(np.uint8)
 
 
@@ -350,6 +356,7 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner,
                     is_stuff: Optional[Sequence[bool]] = None, fuse: bool = True,
                     background_id: int = 0, fallback: Optional[np.ndarray] = None,
                     split_components: bool = False, return_probs: bool = False,
+                    soft_masks: Optional[np.ndarray] = None,
                     **option_overrides: Any) -> SegmentsResult:
     """Refine a list of segment masks (panoptic segments, entities, instances).
 
@@ -386,6 +393,11 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner,
             default: the input masks' id map (earlier masks win overlaps).
         split_components: split each segment into the published components first.
         return_probs: also return (N, H, W) float32 probabilities (memory: 4 N H W bytes).
+        soft_masks: optional (N, H, W) float probabilities in [0, 1] of the segments (a
+            segmenter's soft output, e.g. float ``pred_masks``): each ROI's coarse mask is then
+            its segment's probability (:class:`SoftCoarse` with ``by_index``) instead of the
+            0 / 255 mask. Opt-in; only a refiner with ``soft_input=True`` reads the values.
+            ROIs, the gate and the fusion still come from ``masks``.
         **option_overrides: RoiOptions fields that replace those of ``options``.
 
     Returns:
@@ -430,7 +442,14 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner,
     best: Dict[int, Tuple[Box, np.ndarray]] = {}
     rois: List[Tuple[int, Box]] = []
     gated_segments: List[int] = []
-    runner = _RoiRunner(image, refiner, opts)
+    soft = None
+    if soft_masks is not None:
+        if getattr(soft_masks, 'shape', None) != masks.shape:
+            raise ValueError(f'soft_masks must have the masks\' shape {masks.shape}, got '
+                             f'{getattr(soft_masks, "shape", type(soft_masks).__name__)}')
+        if count:
+            soft = SoftCoarse(soft_masks, opts.kernel_size, shape, by_index=True)
+    runner = _RoiRunner(image, refiner, opts, soft)
     ordered = (roi for i in range(count) for roi in seg_rois[i])
     for roi, prob, gated in runner.run(ordered):
         i = roi.index

@@ -9,11 +9,15 @@ Training items (``train=True``): the published augmentation (random crop with ze
 flip, colour jitter, random grayscale; :mod:`.transforms`) and the published perturbation to a
 random IoU target in ``iou_range`` (:mod:`.perturbation`). Validation items (``train=False``):
 the whole image, and a coarse mask that is the same for a given index every time (perturbation
-seeded by ``seed`` and the index, or the ``8x`` down-up-sampled ground truth).
+seeded by ``seed`` and the index, or the ``8x`` down-up-sampled ground truth, binarised or,
+with ``coarse='lowres_soft'``, as its bilinear probability).
 
 Each item is a dict:
     ``image``: (3, S, S) float32, RGB / 255 normalised with ImageNet mean / std;
-    ``seg``:   (1, S, S) float32 coarse mask in {-1, +1};
+    ``seg``:   (1, S, S) float32 coarse mask in {-1, +1}; soft low-resolution inputs
+               (``soft_lowres_prob``, ``coarse='lowres_soft'``) in [-1, 1], ``2 p - 1`` of
+               their probability ``p`` (what a refiner with ``soft_input=True`` feeds the
+               network for a 0..255 mask);
     ``gt``:    (1, S, S) float32 soft ground truth in [0, 1];
     ``index``: int.
 
@@ -92,10 +96,18 @@ def read_pair(image_path: str, mask_path: str) -> Tuple[np.ndarray, np.ndarray]:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), mask
 
 
-def to_tensors(image: np.ndarray, coarse: np.ndarray, gt: np.ndarray) -> Dict[str, torch.Tensor]:
-    """uint8 image / coarse mask / ground truth -> the normalised tensors of an item."""
+def to_tensors(image: np.ndarray, coarse: np.ndarray, gt: np.ndarray,
+               soft: bool = False) -> Dict[str, torch.Tensor]:
+    """uint8 image / coarse mask / ground truth -> the normalised tensors of an item.
+
+    The coarse mask is binarised at > 127 to {-1, +1} (the published input), or with ``soft``
+    read linearly, ``2 v / 255 - 1`` (0 / 255 masks give the same values either way).
+    """
     img = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    seg = np.where(coarse > 127, 1.0, -1.0).astype(np.float32)
+    if soft:
+        seg = (coarse.astype(np.float32) * np.float32(2.0 / 255.0) - 1.0).astype(np.float32)
+    else:
+        seg = np.where(coarse > 127, 1.0, -1.0).astype(np.float32)
     return {'image': torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),
             'seg': torch.from_numpy(seg)[None],
             'gt': torch.from_numpy(gt.astype(np.float32) / 255.0)[None]}
@@ -109,12 +121,18 @@ class MaskPairDataset(Dataset):
         train: augment + random perturbation (True) or whole images + fixed coarse masks.
         crop_size: training crop side (published: 224).
         iou_range: IoU targets of the perturbation, drawn uniformly (published: [0.8, 1.0)).
-        coarse: validation coarse kind, ``'perturb'`` or ``'lowres'``.
+        coarse: validation coarse kind, ``'perturb'``, ``'lowres'`` or ``'lowres_soft'`` (the
+            low-resolution probability, read linearly: see ``soft_lowres_prob``).
         val_iou: IoU target of the validation perturbation.
         lowres_factor: factor of the ``'lowres'`` kind; in training, a sequence of factors
             draws one uniformly per item (validation needs a single factor).
         lowres_prob: training only: probability of using the down-up-sampled ground truth as
             the coarse input instead of the perturbation (0 = published recipe).
+        soft_lowres_prob: training only: probability that such a low-resolution input is
+            given as its bilinear probability (``lowres_mask(..., soft=True)``, read linearly
+            as a refiner with ``soft_input=True`` reads it) instead of binarised at 0.5: trains
+            a refiner for adapters that pass the segmenter's probability. 0 (default) draws
+            nothing extra, so existing recipes keep their random streams.
         scale_range: training only: resize image and mask by a random factor in this range
             before cropping (None = no resize, the published recipe). Lets a small crop see
             more of the object.
@@ -131,15 +149,17 @@ class MaskPairDataset(Dataset):
                  coarse: str = 'perturb', val_iou: float = 0.8,
                  lowres_factor: Union[int, Sequence[int]] = 8,
                  lowres_prob: float = 0.0, scale_range: Optional[Tuple[float, float]] = None,
-                 perturb_symmetric: bool = False, seed: int = 0,
-                 subset: Optional[Tuple[int, int]] = None) -> None:
+                 perturb_symmetric: bool = False, soft_lowres_prob: float = 0.0,
+                 seed: int = 0, subset: Optional[Tuple[int, int]] = None) -> None:
         roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
         if not roots:
             raise ValueError('at least one dataset root is needed')
-        if coarse not in ('perturb', 'lowres'):
-            raise ValueError(f"coarse must be 'perturb' or 'lowres', got {coarse!r}")
-        if not 0.0 <= lowres_prob <= 1.0:
-            raise ValueError(f'lowres_prob must be in [0, 1], got {lowres_prob}')
+        if coarse not in ('perturb', 'lowres', 'lowres_soft'):
+            raise ValueError(f"coarse must be 'perturb', 'lowres' or 'lowres_soft', got "
+                             f"{coarse!r}")
+        for name, value in (('lowres_prob', lowres_prob), ('soft_lowres_prob', soft_lowres_prob)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f'{name} must be in [0, 1], got {value}')
         self.pairs = [p for r in roots for p in find_pairs(os.path.expanduser(os.fspath(r)))]
         if subset is not None:
             start, stop = (int(v) for v in subset)
@@ -156,12 +176,13 @@ class MaskPairDataset(Dataset):
         if not factors or any(int(f) != f or f < 1 for f in factors):
             raise ValueError(f'lowres_factor must be an integer >= 1 or a non-empty sequence '
                              f'of them, got {lowres_factor!r}')
-        if len(factors) > 1 and not train and coarse == 'lowres':
+        if len(factors) > 1 and not train and coarse != 'perturb':
             raise ValueError(f"validation with coarse='lowres' needs a single lowres_factor, "
                              f'got {lowres_factor!r}')
         self.lowres_factors = tuple(int(f) for f in factors)
         self.lowres_factor, self.lowres_prob = self.lowres_factors[0], float(lowres_prob)
         self.seed, self.perturb_symmetric = int(seed), bool(perturb_symmetric)
+        self.soft_lowres_prob = float(soft_lowres_prob)
         self._draws: Dict[int, int] = defaultdict(int)
 
     def __len__(self) -> int:
@@ -177,6 +198,7 @@ class MaskPairDataset(Dataset):
         if not 0 <= index < len(self.pairs):
             raise IndexError(f'index {index} out of range for {len(self.pairs)} pairs')
         image, gt = read_pair(*self.pairs[index])
+        soft = False
         if self.train:
             rng = self.generator(index)
             if self.scale_range is not None:
@@ -186,15 +208,17 @@ class MaskPairDataset(Dataset):
             if self.lowres_prob > 0 and rng.random() < self.lowres_prob:
                 factor = (self.lowres_factor if len(self.lowres_factors) == 1
                           else self.lowres_factors[rng.integers(len(self.lowres_factors))])
-                coarse = lowres_mask(gt, int(factor))
+                soft = self.soft_lowres_prob > 0 and rng.random() < self.soft_lowres_prob
+                coarse = lowres_mask(gt, int(factor), soft=soft)
             else:
                 coarse = perturb_mask(gt, rng, iou_range=self.iou_range,
                                       symmetric=self.perturb_symmetric)
-        elif self.coarse == 'lowres':
-            coarse = lowres_mask(gt, self.lowres_factor)
+        elif self.coarse != 'perturb':
+            soft = self.coarse == 'lowres_soft'
+            coarse = lowres_mask(gt, self.lowres_factor, soft=soft)
         else:
             coarse = perturb_mask(gt, np.random.default_rng([self.seed, index]),
                                   iou_target=self.val_iou, symmetric=self.perturb_symmetric)
-        item: Dict[str, Union[torch.Tensor, int]] = dict(to_tensors(image, coarse, gt))
+        item: Dict[str, Union[torch.Tensor, int]] = dict(to_tensors(image, coarse, gt, soft))
         item['index'] = index
         return item
