@@ -234,6 +234,42 @@ def test_pixel_gate_on_a_real_composite(crm, data_root):
     assert full.gated == len(full.rois) and np.array_equal(full.labels, coarse)
 
 
+def test_depth_gate_reverts_thin_slivers_and_keeps_thick_corrections():
+    from segrefine_plugins.multiobject.refine import apply_gate, change_depth
+
+    coarse = np.zeros((40, 40), bool)
+    coarse[10:30, 10:30] = True
+    refined = np.zeros_like(coarse)
+    refined[9:29, 10:30] = True          # the square moved up 1 px: two 1-px slivers
+    refined[30:37, 14:24] = True         # and a 7 x 10 px region added below it
+    prob = np.where(refined, 0.8, 0.2).astype(np.float32)
+    depth = change_depth(refined != coarse)
+    assert depth[9, 15] == 1.0                                       # top sliver: depth 1
+    # the vacated row 29 touches the added block: one region, 8 px high, depth 4
+    assert depth[33, 18] == depth[29, 11] == 4.0 and depth[0, 0] == 0.0
+    out, gated = apply_gate(RoiOptions(gate_min_change_depth=2), prob, coarse)
+    kept = out > 0.5
+    assert not gated and not kept[9].any()                           # sliver reverted
+    assert kept[30:37, 14:24].all() and not kept[29].any()           # thick region whole
+    assert kept[10:29, 10:30].all() and prob[9, 15] == 0.8           # input not modified
+    out, gated = apply_gate(RoiOptions(gate_min_change_depth=5), prob, coarse)
+    assert gated and np.array_equal(out > 0.5, coarse)               # nothing survives
+    assert apply_gate(RoiOptions(gate_min_change_depth=1), prob, coarse)[0] is prob
+    with pytest.raises(ValueError, match='gate_min_change_depth'):
+        RoiOptions(gate_min_change_depth=0.5)
+    assert RoiOptions(gate_min_change_depth=2).gated
+
+
+def test_depth_gate_on_a_real_composite(crm, data_root):
+    image, truth, coarse = composite(data_root)
+    plain = refine_label_map(image, coarse, crm, min_area=50)
+    gated = refine_label_map(image, coarse, crm, min_area=50, gate_min_change_depth=3)
+    changed = np.count_nonzero(gated.labels != coarse)
+    assert 0 < changed < np.count_nonzero(plain.labels != coarse)
+    huge = refine_label_map(image, coarse, crm, min_area=50, gate_min_change_depth=1000)
+    assert huge.gated == len(huge.rois) and np.array_equal(huge.labels, coarse)
+
+
 # --------------------------------------------------------------------------- thin ROIs
 def test_thin_class_is_grown_not_fatal(cascadepsp_weights):
     """A 2 x 1900 px wire at the published L=900 used to fail the whole image ('a side of

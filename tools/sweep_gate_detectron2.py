@@ -36,7 +36,7 @@ from segrefine_plugins.detectron2.evaluation import (GroundTruthModel, evaluate,
                                                      parse_degrade, setup_cfg)
 
 SETTING_KEYS = {'iou': 'GATE_MIN_IOU', 'conf': 'GATE_MIN_CONFIDENCE',
-                'pix': 'GATE_PIXEL_CONFIDENCE'}
+                'pix': 'GATE_PIXEL_CONFIDENCE', 'depth': 'GATE_MIN_CHANGE_DEPTH'}
 
 
 class CachedRefiner:
@@ -74,7 +74,7 @@ def parse_setting(text: str) -> Dict[str, float]:
     for part in text.split(','):
         key, _, value = part.partition('=')
         if key not in SETTING_KEYS or not value:
-            raise SystemExit(f'bad setting {text!r}: use off or iou=X[,conf=Y][,pix=Z]')
+            raise SystemExit(f'bad setting {text!r}: use off or iou=X[,conf=Y][,pix=Z][,depth=D]')
         out[SETTING_KEYS[key]] = float(value)
     return out
 
@@ -165,7 +165,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--inputs', default='gt,lowres8',
                    help='comma list: gt (perfect), lowresN, perturb')
     p.add_argument('--settings', nargs='+', default=['off'],
-                   help='gate settings: off, iou=X, conf=Y, pix=Z, iou=X,conf=Y (comma = both)')
+                   help='gate settings: off, iou=X, conf=Y, pix=Z, depth=D, iou=X,conf=Y '
+                        '(comma = both)')
     p.add_argument('--output', default='outputs/gate_sweep')
     p.add_argument('opts', nargs=argparse.REMAINDER, help='KEY VALUE config overrides')
     return p.parse_args(argv)

@@ -80,6 +80,9 @@ def add_segrefine_config(cfg: Any) -> None:
     _C.GATE_MIN_CONFIDENCE = -1.0
     # Per pixel: changed pixels of confidence below GATE_PIXEL_CONFIDENCE keep their coarse label.
     _C.GATE_PIXEL_CONFIDENCE = -1.0
+    # Per region: 8-connected regions of changes reaching less than this many px from the
+    # nearest unchanged pixel (thin slivers along the coarse boundary) keep their coarse labels.
+    _C.GATE_MIN_CHANGE_DEPTH = -1.0
     # Which outputs to refine.
     _C.REFINE_PANOPTIC = True   # 'panoptic_seg': every segment, things and stuff, fused
     _C.REFINE_INSTANCES = True  # 'instances': every mask of pred_masks

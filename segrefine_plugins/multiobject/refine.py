@@ -106,13 +106,9 @@ def _fit_roi(roi: Roi, refiner: Refiner, min_size: int, shape: Tuple[int, int]) 
     return ensure_min_size(roi, (short, 1) if h < w else (1, short), shape)
 
 
-def _revert_unconfident(options: RoiOptions, prob: np.ndarray, coarse: np.ndarray
-                        ) -> np.ndarray:
-    """``prob`` with the changed pixels of confidence below ``gate_pixel_confidence`` mirrored
-    to the coarse side (``1 - p``; 0.5 itself becomes just above 0.5 where coarse is set)."""
-    if options.gate_pixel_confidence is None:
-        return prob
-    weak = ((prob > 0.5) != coarse) & (np.abs(2.0 * prob - 1.0) < options.gate_pixel_confidence)
+def _mirror(prob: np.ndarray, weak: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+    """``prob`` with the ``weak`` pixels mirrored to the coarse side (``1 - p``; 0.5 itself
+    becomes just above 0.5 where coarse is set)."""
     if not weak.any():
         return prob
     out = prob.copy()
@@ -120,6 +116,41 @@ def _revert_unconfident(options: RoiOptions, prob: np.ndarray, coarse: np.ndarra
     tie = weak & coarse & (out <= 0.5)
     out[tie] = np.nextafter(np.float32(0.5), np.float32(1.0))
     return out
+
+
+def _revert_unconfident(options: RoiOptions, prob: np.ndarray, coarse: np.ndarray
+                        ) -> np.ndarray:
+    """``prob`` with the changed pixels of confidence below ``gate_pixel_confidence`` mirrored
+    to the coarse side."""
+    if options.gate_pixel_confidence is None:
+        return prob
+    weak = ((prob > 0.5) != coarse) & (np.abs(2.0 * prob - 1.0) < options.gate_pixel_confidence)
+    return _mirror(prob, weak, coarse)
+
+
+def change_depth(changed: np.ndarray) -> np.ndarray:
+    """(h, w) bool changes -> (h, w) float32: for each changed pixel the depth of its
+    8-connected region of changes (the largest Euclidean distance, in px, from a pixel of the
+    region to the nearest unchanged pixel; 1 for a 1-2 px wide sliver); 0 where unchanged."""
+    changed_u8 = changed.astype(np.uint8)
+    count, regions = cv2.connectedComponents(changed_u8, connectivity=8)
+    dist = cv2.distanceTransform(changed_u8, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    deepest = np.zeros(count, dtype=np.float32)
+    np.maximum.at(deepest, regions[changed], dist[changed])
+    deepest[0] = 0.0
+    return deepest[regions]
+
+
+def _revert_thin(options: RoiOptions, prob: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+    """``prob`` with the regions of changes shallower than ``gate_min_change_depth`` mirrored
+    to the coarse side."""
+    if options.gate_min_change_depth is None:
+        return prob
+    changed = (prob > 0.5) != coarse
+    if not changed.any():
+        return prob
+    weak = changed & (change_depth(changed) < options.gate_min_change_depth)
+    return _mirror(prob, weak, coarse)
 
 
 def apply_gate(options: RoiOptions, prob: np.ndarray,
@@ -132,7 +163,7 @@ def apply_gate(options: RoiOptions, prob: np.ndarray,
         prob: (h, w) float32 refined probability in [0, 1].
         coarse: (h, w) bool coarse mask.
     """
-    prob = _revert_unconfident(options, prob, coarse)
+    prob = _revert_thin(options, _revert_unconfident(options, prob, coarse), coarse)
     return prob, _gate(options, prob, coarse)
 
 
@@ -142,7 +173,7 @@ def _gate(options: RoiOptions, prob: np.ndarray, coarse: np.ndarray) -> bool:
         return False
     refined = prob > 0.5
     changed = refined != coarse
-    if options.gate_pixel_confidence is not None and not changed.any():
+    if options.gated_per_pixel and not changed.any():
         return True
     if options.gate_min_iou is not None:
         union = int(np.count_nonzero(refined | coarse))
