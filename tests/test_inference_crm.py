@@ -237,6 +237,39 @@ def test_default_weights_installed(tmp_path, monkeypatch, small_state, sample):
         CRMRefiner()
 
 
+def test_soft_input_default_is_the_soft_trained_file(tmp_path, monkeypatch, small_state,
+                                                    sample):
+    """checkpoint=None with soft_input=True loads crm_default_soft (its own file and sidecar),
+    never the hard default; a missing soft file is named."""
+    monkeypatch.setattr(crm_inf, 'WEIGHTS_DIR', tmp_path)
+    torch.save(small_state, tmp_path / 'crm_default.pth')
+    (tmp_path / 'crm_default.json').write_text('{"blocks": [1, 1, 1, 1], "width": 8}')
+    assert CRMRefiner().model.width == 8
+    with pytest.raises(ValueError, match='crm_default_soft.pth'):
+        CRMRefiner(soft_input=True)
+    soft_state = {k: v * 0.5 if v.is_floating_point() else v for k, v in small_state.items()}
+    torch.save(soft_state, tmp_path / 'crm_default_soft.pth')
+    (tmp_path / 'crm_default_soft.json').write_text(
+        '{"blocks": [1, 1, 1, 1], "width": 8, "scales": [0.5, 1.0]}')
+    soft = CRMRefiner(soft_input=True)
+    assert soft.scales == (0.5, 1.0) and CRMRefiner().scales == crm_inf.PUBLISHED_SCALES
+    image, mask = sample
+    out = soft.refine(image, mask)
+    np.testing.assert_array_equal(out, CRMRefiner(soft_state, scales=(0.5, 1.0),
+                                                  soft_input=True).refine(image, mask))
+    assert not np.array_equal(out, CRMRefiner(small_state, scales=(0.5, 1.0),
+                                              soft_input=True).refine(image, mask))
+
+
+def test_shipped_soft_default_matches_the_hard_architecture():
+    hard_path, hard = default_weights()
+    soft_path, soft = default_weights(crm_inf.DEFAULT_SOFT_WEIGHTS)
+    assert soft_path != hard_path and soft['soft_input'] is True
+    assert (soft['blocks'], soft['width'], soft['scales']) == \
+        (hard['blocks'], hard['width'], hard['scales'])
+    assert soft_path.stat().st_size < 10 * 2 ** 20
+
+
 def test_mask_is_binarised_and_bgr_flag(small_state, sample):
     image, mask = sample
     refiner = build_refiner(dict(type='CRM', checkpoint=small_state, scales=(0.5, 1.0)))
