@@ -38,6 +38,22 @@ def test_generated_dataset(dataset):
     assert not list(Path(dataset['panoptic_json']).parent.glob('*.tmp'))
 
 
+def test_generated_dataset_start_and_source(dataset, data_root, tmp_path):
+    """``start`` gives a disjoint set (the next pairs by name); ``source`` another folder."""
+    first = json.loads(Path(dataset['panoptic_json']).read_text())['images']
+    later = make_ecssd_dataset(str(data_root), str(tmp_path / 'b'), num=2, size=96, start=2)
+    images = json.loads(Path(later['panoptic_json']).read_text())['images']
+    assert images[0]['file_name'] == first[2]['file_name'] and len(images) == 2
+    duts = make_ecssd_dataset(str(data_root), str(tmp_path / 'd'), num=1, size=64,
+                              start=1900, source='duts-te-2k')
+    names = sorted(p.name for p in (data_root / 'duts-te-2k' / 'images').glob('*.jpg'))
+    assert [p.name for p in Path(duts['image_root']).iterdir()] == [names[1900]]
+    with pytest.raises(ValueError, match='no images from index'):
+        make_ecssd_dataset(str(data_root), str(tmp_path / 'e'), num=1, start=10 ** 6)
+    with pytest.raises(ValueError, match='start must be'):
+        make_ecssd_dataset(str(data_root), str(tmp_path / 'e'), num=0)
+
+
 def test_separated_metadata():
     meta = separated_metadata([{'id': 5, 'name': 'b', 'isthing': 0},
                                {'id': 9, 'name': 'x', 'isthing': 1},

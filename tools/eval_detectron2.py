@@ -106,6 +106,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help='data root for --make-ecssd-dataset (env SEGREFINE_DATA)')
     p.add_argument('--num', type=int, default=5, help='--make-ecssd-dataset: images')
     p.add_argument('--size', type=int, default=160, help='--make-ecssd-dataset: long side')
+    p.add_argument('--start', type=int, default=0,
+                   help='--make-ecssd-dataset: skip the first pairs (a disjoint second set)')
+    p.add_argument('--source', default='ecssd',
+                   help='--make-ecssd-dataset: data folder to read (e.g. duts-te-2k)')
     p.add_argument('--num-gpus', type=int, default=1,
                    help='processes per machine (GPUs; CPU processes with MODEL.DEVICE cpu)')
     p.add_argument('--num-machines', type=int, default=1, help='machines in all')
@@ -135,7 +139,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Optional[Dict[str, Any]]:
     """Returns the result in a single process (None from a launcher: see results.json)."""
     args = parse_args(argv)
     if args.make_ecssd_dataset:
-        paths = make_ecssd_dataset(args.data, args.make_ecssd_dataset, args.num, args.size)
+        paths = make_ecssd_dataset(args.data, args.make_ecssd_dataset, args.num, args.size,
+                                   start=args.start, source=args.source)
         print(json.dumps(paths, indent=1))
         return paths
     if args.gt_degrade:

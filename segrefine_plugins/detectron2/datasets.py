@@ -125,8 +125,13 @@ def subset_dataset(name: str, max_images: Optional[int], work_dir: str) -> str:
     return new
 
 
-def make_ecssd_dataset(data_root: str, out_dir: str, num: int = 5, size: int = 160) -> Dict[str, str]:
+def make_ecssd_dataset(data_root: str, out_dir: str, num: int = 5, size: int = 160,
+                       start: int = 0, source: str = 'ecssd') -> Dict[str, str]:
     """A tiny COCO-panoptic dataset from ECSSD: the object a thing, the background stuff.
+
+    ``start`` skips the first pairs (sorted by name), e.g. for a second, disjoint set;
+    ``source`` names another folder of ``data_root`` with the same layout (``images/*.jpg`` +
+    ``masks/*.png``, e.g. 'duts-te-2k').
 
     Images are resized to a long side of ``size`` (INTER_AREA), masks (> 127) with nearest
     neighbour. Writes ``images/``, ``panoptic/`` (id PNGs), ``panoptic.json`` and
@@ -137,11 +142,16 @@ def make_ecssd_dataset(data_root: str, out_dir: str, num: int = 5, size: int = 1
     from panopticapi.utils import id2rgb
     from PIL import Image
 
-    src_img = os.path.join(data_root, 'ecssd', 'images')
-    src_mask = os.path.join(data_root, 'ecssd', 'masks')
+    src_img = os.path.join(data_root, source, 'images')
+    src_mask = os.path.join(data_root, source, 'masks')
     if not os.path.isdir(src_img):
         raise ValueError(f'{src_img} not found (set SEGREFINE_DATA / --data)')
-    names = sorted(os.path.splitext(n)[0] for n in os.listdir(src_img) if n.endswith('.jpg'))[:num]
+    if start < 0 or num < 1:
+        raise ValueError(f'start must be >= 0 and num >= 1, got start={start}, num={num}')
+    names = sorted(os.path.splitext(n)[0] for n in os.listdir(src_img)
+                   if n.endswith('.jpg'))[start:start + num]
+    if not names:
+        raise ValueError(f'{src_img} has no images from index {start}')
     paths = {k: os.path.join(out_dir, v) for k, v in
              (('image_root', 'images'), ('panoptic_root', 'panoptic'),
               ('panoptic_json', 'panoptic.json'), ('instances_json', 'instances.json'))}
