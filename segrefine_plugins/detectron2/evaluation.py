@@ -148,14 +148,27 @@ def build_evaluators(name: str, output_dir: str, tasks: Sequence[str] = ('panopt
     return evaluators
 
 
-def _for_evaluator(outputs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Shallow copies whose segments_info are deep copies (the panoptic evaluator edits them)."""
+def _for_evaluator(outputs: List[Dict[str, Any]],
+                   mask_threshold: float = 0.5) -> List[Dict[str, Any]]:
+    """Shallow copies whose segments_info are deep copies (the panoptic evaluator edits them)
+    and whose float ``pred_masks`` (probabilities) are binarised at ``mask_threshold``:
+    detectron2's COCOEvaluator casts masks to uint8, which truncates probabilities below 1
+    to 0 (a raw AP near 0 instead of the masks' own)."""
+    from detectron2.structures import Instances
+
     out = []
     for o in outputs:
         o = dict(o)
         if 'panoptic_seg' in o:
             id_map, infos = o['panoptic_seg']
             o['panoptic_seg'] = (id_map, copy.deepcopy(infos))
+        inst = o.get('instances')
+        masks = getattr(inst, 'pred_masks', None) if isinstance(inst, Instances) and \
+            inst.has('pred_masks') else None
+        if isinstance(masks, torch.Tensor) and masks.is_floating_point():
+            binary = Instances(inst.image_size, **inst.get_fields())
+            binary.pred_masks = masks > mask_threshold
+            o['instances'] = binary
         out.append(o)
     return out
 
@@ -369,7 +382,7 @@ def evaluate(model: Any, dataset: str, cfg: Any, output_dir: str,
             t_refine += t2 - t1
             for tag, outs in (('raw', raw), ('refined', refined)):
                 for ev in evs[tag].values():
-                    ev.process(inputs, _for_evaluator(outs))
+                    ev.process(inputs, _for_evaluator(outs, wrapper.mask_threshold))
     times = comm.gather((t_model, t_refine, wrapper.segments_refined - counts0[0],
                          wrapper.segments_gated - counts0[1]))
     metrics = {}
