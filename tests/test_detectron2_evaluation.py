@@ -182,17 +182,16 @@ def test_ground_truth_model_soft_degrade_gives_float_instance_masks(dataset):
 def test_evaluate_float_masks_are_scored_as_binarised(dataset, cascadepsp_weights, tmp_path):
     """lowres8soft gives float pred_masks: the raw AP must be that of the masks > 0.5 (as
     detectron2's evaluator would truncate probabilities to 0), the same as lowres8's up to
-    the threshold-vs-argmax difference; SOFT_COARSE does not change the raw column."""
+    the threshold-vs-argmax difference."""
     res = {}
-    for kind, soft in (('lowres8', False), ('lowres8soft', False), ('lowres8soft', True)):
+    for kind, soft in (('lowres8', False), ('lowres8soft', False)):
         cfg = setup_cfg([], _opts(cascadepsp_weights) + ['MODEL.SEGREFINE.SOFT_COARSE', soft])
         model = wrap_model(GroundTruthModel(kind), build_refiner_from_cfg(cfg),
                            **wrapper_options(cfg)).eval()
         res[kind, soft] = evaluate(model, dataset, cfg, str(tmp_path / f'{kind}{soft}'),
                                    progress=False)
     hard, soft_in = res['lowres8', False]['raw']['AP'], res['lowres8soft', False]['raw']['AP']
-    assert hard > 20 and abs(soft_in - hard) < 5
-    assert res['lowres8soft', True]['raw'] == res['lowres8soft', False]['raw']
+    assert hard > 20 and abs(soft_in - hard) < 3
 
 
 def test_evaluate_degraded_ground_truth_counts_the_gate(dataset, cascadepsp_weights, tmp_path):

@@ -126,4 +126,9 @@ def test_soft_coarse_gives_the_refiner_float_mask_probabilities(scene, cascadeps
                        refine_instances(img, plain, soft_refiner).pred_masks)
     bad = _instances(img.shape[:2], torch.full(masks.shape, float('nan')))
     with pytest.raises(ValueError, match='NaN'):
-        refine_instances(img, bad, soft_refiner, soft_coarse=True, mask_threshold=-1.0)
+        refine_instances(img, bad, soft_refiner, soft_coarse=True)
+    logits = _instances(img.shape[:2], torch.from_numpy(probs * 8 - 4))
+    with pytest.raises(ValueError, match='logits'):
+        refine_instances(img, logits, soft_refiner, soft_coarse=True)
+    with pytest.raises(ValueError, match='mask_threshold=0.5'):
+        refine_instances(img, inst, soft_refiner, soft_coarse=True, mask_threshold=0.3)

@@ -195,6 +195,11 @@ def test_soft_coarse_sem_seg_gives_the_refiner_softmax_probabilities(plain, casc
     assert (soft != hard).any(), 'soft and hard coarse input gave the same labels'
     with pytest.raises(ValueError, match='NaN'):
         model.refine_outputs(batch, [{'sem_seg': scores * float('nan')}])
+    # scores already in [0, 1] (MaskFormer-style probabilities) are read as they are
+    as_probs = model.refine_outputs(batch, [{'sem_seg': torch.from_numpy(probs)}])[0]
+    np.testing.assert_array_equal(as_probs['sem_seg'].argmax(0).numpy(), soft)
+    with pytest.raises(ValueError, match='mask_threshold=0.5'):
+        wrap_model(plain, refiner, soft_coarse=True, mask_threshold=0.4)
     # the soft values need a refiner that reads them
     hard_refiner = build_model(_cfg(cascadepsp_weights)).refiner
     with pytest.raises(ValueError, match='soft_input=True'):

@@ -265,8 +265,8 @@ def test_shipped_soft_default_matches_the_hard_architecture():
     hard_path, hard = default_weights()
     soft_path, soft = default_weights(crm_inf.DEFAULT_SOFT_WEIGHTS)
     assert soft_path != hard_path and soft['soft_input'] is True
-    assert (soft['blocks'], soft['width'], soft['scales']) == \
-        (hard['blocks'], hard['width'], hard['scales'])
+    keys = ('blocks', 'width', 'feat_channels', 'hidden', 'scales')
+    assert [soft[k] for k in keys] == [hard[k] for k in keys]
     assert soft_path.stat().st_size < 10 * 2 ** 20
 
 

@@ -254,9 +254,15 @@ def test_depth_gate_reverts_thin_slivers_and_keeps_thick_corrections():
     assert kept[10:29, 10:30].all() and prob[9, 15] == 0.8           # input not modified
     out, gated = apply_gate(RoiOptions(gate_min_change_depth=5), prob, coarse)
     assert gated and np.array_equal(out > 0.5, coarse)               # nothing survives
-    assert apply_gate(RoiOptions(gate_min_change_depth=1), prob, coarse)[0] is prob
-    with pytest.raises(ValueError, match='gate_min_change_depth'):
-        RoiOptions(gate_min_change_depth=0.5)
+    # just above 1 already reverts the depth-1 sliver, like 2 here
+    np.testing.assert_array_equal(
+        apply_gate(RoiOptions(gate_min_change_depth=1.01), prob, coarse)[0] > 0.5, kept)
+    # an ROI the refiner left as it was is not counted as gated
+    same = np.where(coarse, 0.9, 0.1).astype(np.float32)
+    assert apply_gate(RoiOptions(gate_min_change_depth=5), same, coarse) == (same, False)
+    for bad in (0.5, 1):                  # depth 1 would revert nothing
+        with pytest.raises(ValueError, match='gate_min_change_depth'):
+            RoiOptions(gate_min_change_depth=bad)
     assert RoiOptions(gate_min_change_depth=2).gated
 
 

@@ -309,14 +309,14 @@ class GroundTruthModel(torch.nn.Module):
             ids = rgb2id(np.asarray(Image.open(inp['pan_seg_file_name']).convert('RGB'),
                                     dtype=np.uint32)).astype(np.int32)
             soft: Dict[int, np.ndarray] = {}
-            if self.degrade:
-                gt_ids = ids
-                ids = degrade_id_map(gt_ids, inp['segments_info'], self.degrade,
+            kind, factor = parse_degrade(self.degrade) or ('', 0)
+            if kind == 'lowres_soft':    # one pass: the id map is the scores' argmax
+                labels, scores = lowres_scores(ids, inp['segments_info'], factor)
+                ids = labels[scores.argmax(axis=0)]
+                soft = dict(zip(labels.tolist(), scores))
+            elif self.degrade:
+                ids = degrade_id_map(ids, inp['segments_info'], self.degrade,
                                      seed=int(inp.get('image_id', 0)))
-                kind, factor = parse_degrade(self.degrade)
-                if kind == 'lowres_soft':
-                    labels, scores = lowres_scores(gt_ids, inp['segments_info'], factor)
-                    soft = dict(zip(labels.tolist(), scores))
             present = set(np.unique(ids).tolist())
             infos = []
             for s in inp['segments_info']:

@@ -59,17 +59,25 @@ def masks_to_bool(pred_masks: Any, shape: Tuple[int, int],
 
 
 def soft_mask_probs(pred_masks: Any) -> Optional[np.ndarray]:
-    """Float ``pred_masks`` -> (N, H, W) float32 probabilities clipped to [0, 1]; None for
-    boolean / integer masks (BitMasks included), which carry no soft values."""
+    """Float ``pred_masks`` -> (N, H, W) float32 probabilities in [0, 1]; None for boolean /
+    integer masks (BitMasks included), which carry no soft values.
+
+    Raises:
+        ValueError: NaN / inf, or values outside [0, 1] (beyond 1e-3 of rounding).
+    """
     masks = getattr(pred_masks, 'tensor', pred_masks)
     if not isinstance(masks, torch.Tensor) or not masks.is_floating_point():
         return None
     if masks.dim() == 4:
         masks = masks[:, 0]
-    arr = masks.detach().float().clamp(0.0, 1.0).cpu().numpy()
+    arr = masks.detach().float().cpu().numpy()
     if not np.isfinite(arr).all():
         raise ValueError('pred_masks hold NaN / inf values')
-    return arr
+    if arr.size and (arr.min() < -1e-3 or arr.max() > 1 + 1e-3):
+        raise ValueError(f'soft_coarse reads float pred_masks as probabilities in [0, 1], got '
+                         f'values in [{arr.min():.3g}, {arr.max():.3g}] (logits? apply a '
+                         f'sigmoid first)')
+    return np.clip(arr, 0.0, 1.0)
 
 
 def _restore_type(refined: torch.Tensor, like: Any) -> Any:
@@ -103,8 +111,9 @@ def refine_instances(image: np.ndarray, instances: Any, refiner: Refiner, *,
         fuse: entities: fuse the masks into a non-overlapping set (modified argmax).
         recompute_boxes: replace ``pred_boxes`` by the refined masks' boxes.
         mask_threshold: binarises float (probability) masks.
-        soft_coarse: float masks are also given to the refiner as probabilities (values
-            clipped to [0, 1]); ROIs, the gate and ``fuse`` still use the binarised masks.
+        soft_coarse: float masks are also given to the refiner as probabilities (values in
+            [0, 1], else ValueError; ``mask_threshold`` must be 0.5, the refiner's own); ROIs,
+            the gate and ``fuse`` still use the binarised masks.
 
     Returns:
         a new ``Instances`` (same image size and fields; ``pred_masks`` in the input's
@@ -125,6 +134,9 @@ def refine_instances(image: np.ndarray, instances: Any, refiner: Refiner, *,
     pred_masks = instances.pred_masks
     masks = masks_to_bool(pred_masks, shape, mask_threshold).cpu().numpy()
     soft = soft_mask_probs(pred_masks) if soft_coarse else None
+    if soft is not None and mask_threshold != 0.5:
+        raise ValueError(f'soft_coarse needs mask_threshold=0.5 (the soft refiner reads '
+                         f'probabilities at 0.5), got {mask_threshold}')
     res = refine_segments(image, masks, refiner, RoiOptions.from_any(options, **option_overrides),
                           fuse=fuse, soft_masks=soft)
     if stats is not None:  # (segments refined, segments the gate kept coarse)

@@ -26,9 +26,10 @@ detectron2's ``read_image``, EXIF orientation applied) when it exists and has th
 
 **Soft coarse input** (``soft_coarse=True``, opt-in): where the inner model's output carries
 probabilities, the refiner gets them instead of the hard mask: ``sem_seg`` (the softmax over
-its C scores, which must be logits, as detectron2's SemanticSegmentor and PanopticFPN give)
-and float ``instances.pred_masks``. Panoptic segments and boolean masks (detectron2's usual
-pasted masks) carry none and stay hard. Needs a refiner built with ``soft_input=True``.
+its C scores when they are logits, as detectron2's SemanticSegmentor and PanopticFPN give;
+scores all in [0, 1] are read as probabilities) and float ``instances.pred_masks``. Panoptic
+segments and boolean masks (detectron2's usual pasted masks) carry none and stay hard. Needs a
+refiner built with ``soft_input=True`` and ``mask_threshold=0.5``.
 """
 from __future__ import annotations
 
@@ -228,6 +229,9 @@ class SegRefineWrapper(nn.Module):
         self.instances_fuse = to_bool(instances_fuse, 'instances_fuse')
         self.recompute_boxes = to_bool(recompute_boxes, 'recompute_boxes')
         self.mask_threshold = float(mask_threshold)
+        if self.soft_coarse and self.mask_threshold != 0.5:
+            raise ValueError(f'soft_coarse=True needs mask_threshold=0.5 (the soft refiner reads '
+                             f'probabilities at 0.5), got {self.mask_threshold}')
         self.image_source = image_source
         self.input_format = (input_format or getattr(unwrap_parallel(model), 'input_format', None)
                              or 'BGR')
@@ -311,7 +315,8 @@ class SegRefineWrapper(nn.Module):
         """(C, H, W) scores -> one-hot (C, H, W) of the refined argmax (same dtype / device).
 
         The scores' soft values are not kept: downstream ``argmax`` gives the refined labels.
-        With ``soft_coarse`` the ROIs' coarse masks are the softmax of the scores.
+        With ``soft_coarse`` the ROIs' coarse masks are the scores' softmax (logits), or the
+        scores themselves when all lie in [0, 1] (probabilities, e.g. MaskFormer's).
         """
         if not isinstance(scores, torch.Tensor) or scores.dim() != 3 or \
                 tuple(scores.shape[1:]) != tuple(image.shape[:2]):
@@ -323,7 +328,9 @@ class SegRefineWrapper(nn.Module):
             x = scores.detach().float()
             if not torch.isfinite(x).all():
                 raise ValueError('sem_seg holds NaN / inf scores')
-            probs = torch.softmax(x, dim=0).cpu().numpy()
+            if float(x.min()) < 0.0 or float(x.max()) > 1.0:    # logits
+                x = torch.softmax(x, dim=0)
+            probs = x.cpu().numpy()
         res = refine_label_map(image, labels, self.refiner,
                                self.roi_options.replace(ignore_index=None), probs=probs)
         self._count(len(res.rois), res.gated)

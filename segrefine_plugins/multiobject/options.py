@@ -112,24 +112,26 @@ class RoiOptions:
             disagree) have a mean confidence ``|2p - 1|`` below this is not pasted. In [0, 1].
         gate_pixel_confidence: per pixel instead of per object: a changed pixel whose
             confidence ``|2p - 1|`` is below this reverts to its coarse label (``p`` becomes
-            ``1 - p``: the coarse side with the same weak confidence); an object none of whose
-            changes survive counts as gated. In [0, 1]. Measured with the default CRM on 40
-            ECSSD images through Detectron2 (tools/sweep_gate_detectron2.py): the per-object
-            rules gate perfect and perturbed masks alike (both get edits of low mean
-            confidence, and large corrections have low IoU); this rule trades better, e.g.
-            0.8: perfect input -0.36 PQ / 0.0 AP (ungated -1.60 / -7.41) while perturbed input
-            keeps about 54 % of the ungated gain (0.3: -1.11 / -1.96, 85-89 % kept).
+            ``1 - p``: the coarse side with the same weak confidence); an object whose changes
+            all revert counts as gated (one the refiner did not change does not). In [0, 1].
+            Measured with the stage-7 default CRM on 40 ECSSD images through Detectron2
+            (tools/sweep_gate_detectron2.py): the per-object rules gate perfect and perturbed
+            masks alike (both get edits of low mean confidence, and large corrections have
+            low IoU); this rule trades better, e.g. 0.8: perfect input -0.27 PQ / 0.00 AP
+            (ungated -1.38 / -5.77) while perturbed input keeps 51 % / 58 % of the ungated
+            gain (0.3: -0.93 / -2.02, 89 % / 97 % kept).
         gate_min_change_depth: per region of changes: the changed pixels (refined vs coarse)
             are split into 8-connected regions, and a region whose deepest pixel lies less
             than this many px (Euclidean) from the nearest unchanged pixel reverts to the
             coarse labels (``p`` becomes ``1 - p``): thin slivers along the coarse boundary
             (a refiner's 1-2 px jitter on a mask that was right) go, thick corrections stay
             whole. A 1-2 px wide sliver has depth 1, a 3-4 px one depth 2. Applied after
-            ``gate_pixel_confidence``; an object none of whose changes survive counts as
-            gated. In [1, 1000]. Measured (docs/multiobject.md): 2 is the best trade-off
-            found, e.g. on ECSSD pairs 40..79 through Detectron2 perfect input -0.04 PQ /
-            0.00 AP (ungated -0.93 / -1.68) while perturbed input keeps 94 % / 97 % of the
-            gain; on held-out DUTS-TE -0.49 / -1.95 (ungated -3.02 / -18.61), 93 % / 77 %.
+            ``gate_pixel_confidence``; an object whose changes all revert counts as gated.
+            In (1, 1000] (every changed pixel has depth >= 1). Measured
+            (docs/multiobject.md): 2 is the best trade-off found, e.g. on ECSSD pairs 40..79
+            through Detectron2 perfect input -0.04 PQ / 0.00 AP (ungated -0.93 / -1.68)
+            while perturbed input keeps 94 % / 97 % of the gain; on held-out DUTS-TE -0.49 /
+            -1.95 (ungated -3.02 / -18.61), 93 % / 77 %.
     """
 
     roi_padding: float = 0.25
@@ -173,7 +175,7 @@ class RoiOptions:
                                                    optional=True))
         set_(self, 'gate_min_change_depth', _float(self.gate_min_change_depth,
                                                    'gate_min_change_depth', 1.0, 1000.0,
-                                                   optional=True))
+                                                   optional=True, lo_open=True))
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -163,18 +163,22 @@ def apply_gate(options: RoiOptions, prob: np.ndarray,
         prob: (h, w) float32 refined probability in [0, 1].
         coarse: (h, w) bool coarse mask.
     """
+    had_changes = options.gated_per_pixel and bool(((prob > 0.5) != coarse).any())
     prob = _revert_thin(options, _revert_unconfident(options, prob, coarse), coarse)
-    return prob, _gate(options, prob, coarse)
+    return prob, _gate(options, prob, coarse, had_changes)
 
 
-def _gate(options: RoiOptions, prob: np.ndarray, coarse: np.ndarray) -> bool:
-    """True when the do-no-harm gate keeps the coarse mask of this ROI (see RoiOptions)."""
+def _gate(options: RoiOptions, prob: np.ndarray, coarse: np.ndarray,
+          had_changes: bool = True) -> bool:
+    """True when the do-no-harm gate keeps the coarse mask of this ROI (see RoiOptions);
+    ``had_changes``: whether the refinement changed anything before the per-pixel rules (an
+    ROI the refiner left as it was is not counted as gated)."""
     if not options.gated:
         return False
     refined = prob > 0.5
     changed = refined != coarse
     if options.gated_per_pixel and not changed.any():
-        return True
+        return had_changes
     if options.gate_min_iou is not None:
         union = int(np.count_nonzero(refined | coarse))
         iou = int(np.count_nonzero(refined & coarse)) / union if union else 1.0
@@ -446,6 +450,14 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner,
     split_components = to_bool(split_components, 'split_components')
     min_size = _min_roi_size(refiner, opts)
     count = masks.shape[0]
+    soft = None
+    if soft_masks is not None:
+        if not isinstance(soft_masks, np.ndarray) or soft_masks.shape != masks.shape:
+            raise ValueError(f'soft_masks must be a numpy array of the masks\' shape '
+                             f'{masks.shape}, got {type(soft_masks).__name__} '
+                             f'{getattr(soft_masks, "shape", "")}')
+        if count:
+            soft = SoftCoarse(soft_masks, opts.kernel_size, shape, by_index=True)
     background_id = int(background_id)
     seg_ids = _segment_ids(ids, count, background_id)
     stuff_flags = [False] * count if is_stuff is None else [
@@ -473,13 +485,6 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner,
     best: Dict[int, Tuple[Box, np.ndarray]] = {}
     rois: List[Tuple[int, Box]] = []
     gated_segments: List[int] = []
-    soft = None
-    if soft_masks is not None:
-        if getattr(soft_masks, 'shape', None) != masks.shape:
-            raise ValueError(f'soft_masks must have the masks\' shape {masks.shape}, got '
-                             f'{getattr(soft_masks, "shape", type(soft_masks).__name__)}')
-        if count:
-            soft = SoftCoarse(soft_masks, opts.kernel_size, shape, by_index=True)
     runner = _RoiRunner(image, refiner, opts, soft)
     ordered = (roi for i in range(count) for roi in seg_rois[i])
     for roi, prob, gated in runner.run(ordered):

@@ -177,7 +177,7 @@ class MaskPairDataset(Dataset):
             raise ValueError(f'lowres_factor must be an integer >= 1 or a non-empty sequence '
                              f'of them, got {lowres_factor!r}')
         if len(factors) > 1 and not train and coarse != 'perturb':
-            raise ValueError(f"validation with coarse='lowres' needs a single lowres_factor, "
+            raise ValueError(f'validation with coarse={coarse!r} needs a single lowres_factor, '
                              f'got {lowres_factor!r}')
         self.lowres_factors = tuple(int(f) for f in factors)
         self.lowres_factor, self.lowres_prob = self.lowres_factors[0], float(lowres_prob)
