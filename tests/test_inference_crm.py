@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from segrefine_plugins import build_refiner
 from segrefine_plugins.inference import crm as crm_inf
@@ -268,6 +269,29 @@ def test_shipped_soft_default_matches_the_hard_architecture():
     keys = ('blocks', 'width', 'feat_channels', 'hidden', 'scales')
     assert [soft[k] for k in keys] == [hard[k] for k in keys]
     assert soft_path.stat().st_size < 10 * 2 ** 20
+
+
+def test_work_scale_refines_an_enlarged_input(small_state, sample):
+    """work_scale=s equals refining the bicubic-enlarged image and re-binarised bilinear mask
+    at s x the size, area-averaged back; 1 is the plain refiner."""
+    image, mask = sample
+    kw = dict(checkpoint=small_state, scales=(0.5, 1.0))
+    plain = CRMRefiner(**kw).refine(image, mask)
+    np.testing.assert_array_equal(CRMRefiner(work_scale=1, **kw).refine(image, mask), plain)
+    out = CRMRefiner(work_scale=2, **kw).refine(image, mask)
+    assert out.shape == mask.shape and out.dtype == np.float32
+    img_t = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    big = F.interpolate(img_t, size=(180, 260), mode='bicubic', align_corners=False)
+    big = big[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+    big_mask = F.interpolate(torch.from_numpy(mask)[None, None].float(), size=(180, 260),
+                             mode='bilinear', align_corners=False)[0, 0] > 127.5
+    want = CRMRefiner(**kw).refine(big, big_mask.numpy())
+    want = F.interpolate(torch.from_numpy(want)[None, None], size=mask.shape, mode='area')[0, 0]
+    np.testing.assert_allclose(out, want.numpy(), atol=1e-5)
+    assert not np.array_equal(out, plain)
+    for bad in (0.5, 5, float('nan')):
+        with pytest.raises(ValueError, match='work_scale'):
+            CRMRefiner(work_scale=bad, **kw)
 
 
 def test_mask_is_binarised_and_bgr_flag(small_state, sample):
