@@ -27,6 +27,17 @@ from ..inference.base import Refiner
 from ..multiobject import RoiOptions, refine_segments
 
 
+def _mask_tensor(pred_masks: Any) -> Any:
+    """The tensor of ``pred_masks``: a BitMasks' ``tensor``, (N, 1, H, W) as (N, H, W); any
+    other object as it is (the callers check it)."""
+    from detectron2.structures import BitMasks
+
+    masks = pred_masks.tensor if isinstance(pred_masks, BitMasks) else pred_masks
+    if isinstance(masks, torch.Tensor) and masks.dim() == 4 and masks.shape[1] == 1:
+        masks = masks[:, 0]
+    return masks
+
+
 def masks_to_bool(pred_masks: Any, shape: Tuple[int, int],
                   mask_threshold: float = 0.5) -> torch.Tensor:
     """``pred_masks`` (BitMasks, or an (N, H, W) / (N, 1, H, W) tensor) -> (N, H, W) bool.
@@ -38,14 +49,10 @@ def masks_to_bool(pred_masks: Any, shape: Tuple[int, int],
         ValueError: another type (e.g. a non-empty list), another shape, or masks of another
             size than ``shape`` (e.g. Mask R-CNN's 28x28 masks before post-processing).
     """
-    from detectron2.structures import BitMasks
-
-    masks = pred_masks.tensor if isinstance(pred_masks, BitMasks) else pred_masks
+    masks = _mask_tensor(pred_masks)
     if not isinstance(masks, torch.Tensor):
         raise ValueError(f'pred_masks must be a BitMasks or a tensor, got '
                          f'{type(pred_masks).__name__}')
-    if masks.dim() == 4 and masks.shape[1] == 1:
-        masks = masks[:, 0]
     if masks.dim() != 3:
         raise ValueError(f'pred_masks must be (N, H, W) or (N, 1, H, W), got {tuple(masks.shape)}')
     if tuple(masks.shape[1:]) != tuple(shape):
@@ -65,11 +72,9 @@ def soft_mask_probs(pred_masks: Any) -> Optional[np.ndarray]:
     Raises:
         ValueError: NaN / inf, or values outside [0, 1] (beyond 1e-3 of rounding).
     """
-    masks = getattr(pred_masks, 'tensor', pred_masks)
+    masks = _mask_tensor(pred_masks)
     if not isinstance(masks, torch.Tensor) or not masks.is_floating_point():
         return None
-    if masks.dim() == 4:
-        masks = masks[:, 0]
     arr = masks.detach().float().cpu().numpy()
     if not np.isfinite(arr).all():
         raise ValueError('pred_masks hold NaN / inf values')

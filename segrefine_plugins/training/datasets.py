@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..masks import network_mask
 from .perturbation import lowres_mask, perturb_mask
 from .transforms import color_jitter, random_crop_flip, random_grayscale, random_rescale
 
@@ -100,16 +101,15 @@ def to_tensors(image: np.ndarray, coarse: np.ndarray, gt: np.ndarray,
                soft: bool = False) -> Dict[str, torch.Tensor]:
     """uint8 image / coarse mask / ground truth -> the normalised tensors of an item.
 
-    The coarse mask is binarised at > 127 to {-1, +1} (the published input), or with ``soft``
-    read linearly, ``2 v / 255 - 1`` (0 / 255 masks give the same values either way).
+    The coarse mask becomes the network's mask input exactly as the refiners make it
+    (:func:`segrefine_plugins.masks.network_mask`): binarised at > 127 to {-1, +1} (the
+    published input), or with ``soft`` read linearly, ``2 v / 255 - 1`` (0 / 255 masks give
+    the same values either way).
     """
     img = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    if soft:
-        seg = (coarse.astype(np.float32) * np.float32(2.0 / 255.0) - 1.0).astype(np.float32)
-    else:
-        seg = np.where(coarse > 127, 1.0, -1.0).astype(np.float32)
+    seg = network_mask(torch.from_numpy(np.ascontiguousarray(coarse, dtype=np.uint8)), soft)
     return {'image': torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),
-            'seg': torch.from_numpy(seg)[None],
+            'seg': seg[None],
             'gt': torch.from_numpy(gt.astype(np.float32) / 255.0)[None]}
 
 
