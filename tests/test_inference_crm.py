@@ -262,6 +262,29 @@ def test_soft_input_default_is_the_soft_trained_file(tmp_path, monkeypatch, smal
                                               soft_input=True).refine(image, mask))
 
 
+def test_default_weights_sidecar_names_the_work_scale(tmp_path, monkeypatch, small_state,
+                                                     sample):
+    """The default weights refine at the work_scale their sidecar names (1 without one); an
+    explicit work_scale wins; an explicit checkpoint ignores the sidecar; a bad value raises."""
+    monkeypatch.setattr(crm_inf, 'WEIGHTS_DIR', tmp_path)
+    torch.save(small_state, tmp_path / 'crm_default.pth')
+    sidecar = tmp_path / 'crm_default.json'
+    sidecar.write_text('{"blocks": [1, 1, 1, 1], "width": 8, "scales": [0.5, 1.0]}')
+    assert CRMRefiner().work_scale == 1.0
+    sidecar.write_text('{"blocks": [1, 1, 1, 1], "width": 8, "scales": [0.5, 1.0], '
+                       '"work_scale": 2.0}')
+    default = CRMRefiner()
+    assert default.work_scale == 2.0 and CRMRefiner(work_scale=1).work_scale == 1.0
+    assert CRMRefiner(small_state).work_scale == 1.0
+    image, mask = sample
+    np.testing.assert_array_equal(
+        default.refine(image, mask),
+        CRMRefiner(small_state, scales=(0.5, 1.0), work_scale=2).refine(image, mask))
+    sidecar.write_text('{"blocks": [1, 1, 1, 1], "width": 8, "work_scale": 0.5}')
+    with pytest.raises(ValueError, match='work_scale'):
+        CRMRefiner()
+
+
 def test_shipped_soft_default_matches_the_hard_architecture():
     hard_path, hard = default_weights()
     soft_path, soft = default_weights(crm_inf.DEFAULT_SOFT_WEIGHTS)

@@ -172,3 +172,42 @@ def test_perturb_symmetric_uses_the_unbiased_perturbation(data_root):
     assert not torch.equal(pub['seg'], sym['seg'])
     train = MaskPairDataset(str(data_root / 'ecssd'), subset=(0, 2), perturb_symmetric=True)
     assert train.perturb_symmetric and train[0]['seg'].shape == train[0]['gt'].shape
+
+
+def _uint8_image(item_image: torch.Tensor) -> np.ndarray:
+    """A normalised (3, H, W) item image back to (H, W, 3) uint8."""
+    from segrefine_plugins.training.datasets import IMAGENET_MEAN, IMAGENET_STD
+    rgb = item_image.numpy().transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN
+    return np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize('lowres_prob', [0.0, 1.0])
+def test_work_scale_items_are_made_small_then_enlarged_as_the_refiner_does(data_root,
+                                                                           lowres_prob):
+    """work_scale=2 with crop 96 = the work_scale=1 item of crop 48 (same draws), enlarged by
+    the refiner's own enlargement (bicubic image, re-binarised bilinear mask)."""
+    from segrefine_plugins.inference.crm import enlarge_input
+    kw = dict(subset=(3, 4), lowres_prob=lowres_prob, lowres_factor=4, seed=5)
+    small = MaskPairDataset(str(data_root / 'ecssd'), crop_size=48, **kw)[0]
+    big = MaskPairDataset(str(data_root / 'ecssd'), crop_size=96, work_scale=2, **kw)[0]
+    assert big['image'].shape == (3, 96, 96) and big['seg'].shape == big['gt'].shape == (1, 96, 96)
+    image = torch.from_numpy(_uint8_image(small['image']).transpose(2, 0, 1).copy())
+    coarse = torch.from_numpy(np.where(small['seg'][0].numpy() > 0, 255, 0).astype(np.uint8))
+    want_image, want_mask = enlarge_input(image, coarse, (96, 96))
+    np.testing.assert_array_equal(_uint8_image(big['image']), want_image.numpy().transpose(1, 2, 0))
+    np.testing.assert_array_equal(big['seg'][0].numpy() > 0, want_mask.numpy() > 127)
+    # the ground truth is enlarged too: its 2x2 means give back the small one (to rounding)
+    pooled = big['gt'][0].numpy().reshape(48, 2, 48, 2).mean(axis=(1, 3))
+    assert np.abs(pooled - small['gt'][0].numpy()).mean() < 0.02
+
+
+def test_work_scale_validation_items_are_whole_images_enlarged(data_root):
+    kw = dict(train=False, coarse='lowres', lowres_factor=4, subset=(0, 1))
+    plain = MaskPairDataset(str(data_root / 'ecssd'), **kw)[0]
+    big = MaskPairDataset(str(data_root / 'ecssd'), work_scale=1.5, **kw)[0]
+    h, w = plain['gt'].shape[1:]
+    assert big['gt'].shape[1:] == (round(h * 1.5), round(w * 1.5))
+    assert big['image'].shape[1:] == big['seg'].shape[1:] == big['gt'].shape[1:]
+    for bad in (0.5, 5.0, float('nan')):
+        with pytest.raises(ValueError, match='work_scale'):
+            MaskPairDataset(str(data_root / 'ecssd'), work_scale=bad)

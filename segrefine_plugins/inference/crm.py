@@ -75,6 +75,34 @@ MAX_WORK_SCALE = 4.0
 PUBLISHED_SCALES: Tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
 
 
+def work_size(height: int, width: int, work_scale: float) -> Tuple[int, int]:
+    """``(H, W)`` of an ``height x width`` input refined at ``work_scale`` (rounded, >= 1)."""
+    return max(1, round(height * work_scale)), max(1, round(width * work_scale))
+
+
+def enlarge_input(image: torch.Tensor, mask_u8: torch.Tensor,
+                  work_scale: Union[float, Tuple[int, int]],
+                  soft: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The input of ``CRMRefiner(work_scale=s)``: image and coarse mask enlarged ``s`` times.
+
+    The image (``(3, H, W)`` uint8) is enlarged bicubically (rounded, clamped to 0..255), the
+    mask (``(H, W)`` uint8 0..255) bilinearly and re-binarised at 127.5 to 0 / 255, or with
+    ``soft`` kept as its rounded 0..255 values. ``work_scale`` may also be the target
+    ``(H', W')`` (training draws fixed-size crops). Returns uint8 tensors of the new size.
+    Training (``MaskPairDataset(work_scale=s)``) makes its inputs with this function, so a
+    refiner and the recipe that trains it for a work scale cannot drift apart.
+    """
+    h, w = mask_u8.shape
+    size = tuple(work_scale) if isinstance(work_scale, (tuple, list)) \
+        else work_size(h, w, work_scale)
+    big = F.interpolate(image[None].float(), size=size, mode='bicubic',
+                        align_corners=False)[0].round_().clamp_(0, 255).to(torch.uint8)
+    mask = F.interpolate(mask_u8[None, None].float(), size=size, mode='bilinear',
+                         align_corners=False)[0, 0]
+    mask = mask.round_().clamp_(0, 255) if soft else (mask > 127.5) * 255.0
+    return big, mask.to(torch.uint8)
+
+
 def default_weights(name: str = 'crm_default',
                     weights_dir: Union[str, os.PathLike, None] = None) -> Tuple[Path, Dict[str, Any]]:
     """The shipped default CRM weights: ``(path of NAME.pth, architecture from NAME.json)``.
@@ -194,7 +222,8 @@ class CRMRefiner(Refiner):
             decode everything. Faster where the decoder dominates (single-scale models,
             large images); a refinement that would move a boundary further than ``r`` px is
             cut at the band's edge. Changes the numbers (measured in docs/performance.md).
-        work_scale: refine at this multiple of the input's size (>= 1; 1 = as published):
+        work_scale: refine at this multiple of the input's size (>= 1; 1 = as published;
+            ``None``: 1, or for the default weights the ``work_scale`` their sidecar names):
             the image is enlarged (bicubic), the mask too (bilinear; re-binarised at 127.5
             unless ``soft_input``), and the probability is shrunk back (area average).
             Time and memory grow with its square. The small default model places boundaries
@@ -221,7 +250,7 @@ class CRMRefiner(Refiner):
                  scales: Optional[Sequence[float]] = None, chunk_size: int = 16384,
                  tile_size: Optional[int] = 1536, roi_only: bool = False,
                  roi_band: Tuple[float, float] = (0.05, 0.95), roi_dilation: int = 4,
-                 coarse_band: Optional[int] = None, work_scale: float = 1.0,
+                 coarse_band: Optional[int] = None, work_scale: Optional[float] = None,
                  blocks: Optional[Sequence[int]] = None, width: Optional[int] = None,
                  device: Union[str, torch.device] = 'cpu', precision: str = 'fp32',
                  bgr: bool = False, channels_last: Optional[bool] = None,
@@ -240,13 +269,15 @@ class CRMRefiner(Refiner):
                              f'got {roi_band!r}')
         self.roi_band = band
         self.roi_dilation = check_int('roi_dilation', roi_dilation, 0, 1024)
-        self.work_scale = check_float('work_scale', work_scale, 1.0, MAX_WORK_SCALE)
         self.coarse_band = None if coarse_band is None else check_int('coarse_band',
                                                                       coarse_band, 1, 4096)
         state, arch, source = self._load_state(checkpoint)
         if scales is None:  # the default weights' sidecar may name the scales they were made for
             scales = arch.get('scales', PUBLISHED_SCALES) if checkpoint is None \
                 else PUBLISHED_SCALES
+        if work_scale is None:  # ... and the work scale they were trained for
+            work_scale = arch.get('work_scale', 1.0) if checkpoint is None else 1.0
+        self.work_scale = check_float('work_scale', work_scale, 1.0, MAX_WORK_SCALE)
         self.scales = self._check_scales(scales)
         if blocks is not None and (not isinstance(blocks, (tuple, list)) or len(blocks) != 4):
             raise ValueError(f'blocks must be 4 ints (e.g. (3, 4, 6, 3)) or None, got {blocks!r}')
@@ -333,13 +364,8 @@ class CRMRefiner(Refiner):
         if self.work_scale == 1.0:
             return self._refine_at_size(image, mask_u8)
         h, w = mask_u8.shape
-        size = (max(1, round(h * self.work_scale)), max(1, round(w * self.work_scale)))
-        big = F.interpolate(image[None].float(), size=size, mode='bicubic',
-                            align_corners=False)[0].round_().clamp_(0, 255).to(torch.uint8)
-        mask = F.interpolate(mask_u8[None, None].float(), size=size, mode='bilinear',
-                             align_corners=False)[0, 0]
-        mask = mask.round_().clamp_(0, 255) if self.soft_input else (mask > 127.5) * 255.0
-        prob = self._refine_at_size(big, mask.to(torch.uint8))
+        big, mask = enlarge_input(image, mask_u8, self.work_scale, self.soft_input)
+        prob = self._refine_at_size(big, mask)
         return F.interpolate(prob.float()[None, None], size=(h, w), mode='area')[0, 0]
 
     def _refine_at_size(self, image: torch.Tensor, mask_u8: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..inference.crm import MAX_WORK_SCALE, enlarge_input, work_size
 from ..masks import network_mask
+from ..options import check_float
 from .perturbation import lowres_mask, perturb_mask
 from .transforms import color_jitter, random_crop_flip, random_grayscale, random_rescale
 
@@ -113,6 +115,17 @@ def to_tensors(image: np.ndarray, coarse: np.ndarray, gt: np.ndarray,
             'gt': torch.from_numpy(gt.astype(np.float32) / 255.0)[None]}
 
 
+def enlarge_item(image: np.ndarray, coarse: np.ndarray, gt: np.ndarray, size: Tuple[int, int],
+                 soft: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(H, W, 3) uint8 image, (H, W) uint8 coarse mask and ground truth -> the same at
+    ``size = (H', W')``: image and coarse mask as ``CRMRefiner(work_scale=...)`` enlarges them
+    (bicubic; bilinear re-binarised unless ``soft``), the ground truth bilinearly (uint8)."""
+    big, mask = enlarge_input(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+                              torch.from_numpy(np.ascontiguousarray(coarse)), size, soft)
+    gt_big = cv2.resize(gt, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(big.numpy().transpose(1, 2, 0)), mask.numpy(), gt_big
+
+
 class MaskPairDataset(Dataset):
     """Image / mask pairs from one or more roots (see the module docstring).
 
@@ -139,6 +152,13 @@ class MaskPairDataset(Dataset):
         perturb_symmetric: use ``perturb_mask(..., symmetric=True)``: the published
             perturbation without its down-right bias (which teaches a refiner to move
             perturbed-looking boundaries up-left); training and validation. False = published.
+        work_scale: train a refiner for ``CRMRefiner(work_scale=s)`` (>= 1; 1 = off, the
+            published recipe): the crop (``crop_size / s`` px) and its coarse mask are made at
+            the image's own scale, then image and coarse mask are enlarged to ``crop_size``
+            exactly as that refiner enlarges its input (``inference.crm.enlarge_input``) and
+            the ground truth bilinearly. Validation items are whole images enlarged ``s``
+            times (scored at the enlarged size). Same degradations, seen as the refiner sees
+            them at that scale.
         seed: base seed of all randomness.
         subset: ``(start, stop)``: use only these pairs (after concatenation, sorted by
             name), e.g. to hold out the tail of a folder for validation, or a handful for tests.
@@ -150,7 +170,7 @@ class MaskPairDataset(Dataset):
                  lowres_factor: Union[int, Sequence[int]] = 8,
                  lowres_prob: float = 0.0, scale_range: Optional[Tuple[float, float]] = None,
                  perturb_symmetric: bool = False, soft_lowres_prob: float = 0.0,
-                 seed: int = 0, subset: Optional[Tuple[int, int]] = None) -> None:
+                 work_scale: float = 1.0, seed: int = 0, subset: Optional[Tuple[int, int]] = None) -> None:
         roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
         if not roots:
             raise ValueError('at least one dataset root is needed')
@@ -183,6 +203,9 @@ class MaskPairDataset(Dataset):
         self.lowres_factor, self.lowres_prob = self.lowres_factors[0], float(lowres_prob)
         self.seed, self.perturb_symmetric = int(seed), bool(perturb_symmetric)
         self.soft_lowres_prob = float(soft_lowres_prob)
+        self.work_scale = check_float('work_scale', work_scale, 1.0, MAX_WORK_SCALE)
+        if round(self.crop_size / self.work_scale) < 1:
+            raise ValueError(f'crop_size {crop_size} is too small for work_scale {work_scale}')
         self._draws: Dict[int, int] = defaultdict(int)
 
     def __len__(self) -> int:
@@ -203,7 +226,9 @@ class MaskPairDataset(Dataset):
             rng = self.generator(index)
             if self.scale_range is not None:
                 image, gt = random_rescale(image, gt, self.scale_range, rng)
-            image, gt = random_crop_flip(image, gt, self.crop_size, rng)
+            crop = (self.crop_size if self.work_scale == 1.0
+                    else round(self.crop_size / self.work_scale))
+            image, gt = random_crop_flip(image, gt, crop, rng)
             image = random_grayscale(color_jitter(image, rng), rng)
             if self.lowres_prob > 0 and rng.random() < self.lowres_prob:
                 factor = (self.lowres_factor if len(self.lowres_factors) == 1
@@ -219,6 +244,10 @@ class MaskPairDataset(Dataset):
         else:
             coarse = perturb_mask(gt, np.random.default_rng([self.seed, index]),
                                   iou_target=self.val_iou, symmetric=self.perturb_symmetric)
+        if self.work_scale != 1.0:
+            size = ((self.crop_size, self.crop_size) if self.train
+                    else work_size(*gt.shape[:2], self.work_scale))
+            image, coarse, gt = enlarge_item(image, coarse, gt, size, soft)
         item: Dict[str, Union[torch.Tensor, int]] = dict(to_tensors(image, coarse, gt, soft))
         item['index'] = index
         return item
