@@ -91,7 +91,8 @@ def test_installed_package_carries_configs_samples_weights(installed, tmp_path):
     assert {p.relative_to(configs) for p in Path(configs).rglob('*')
             if p.is_file() and '__pycache__' not in p.parts} == shipped
     assert samples == 'True'
-    assert weights == ("['crm_default.json', 'crm_default.pth', 'crm_default_soft.json', "
+    assert weights == ("['crm_default.json', 'crm_default.pth', 'crm_default_scale1.json', "
+                       "'crm_default_scale1.pth', 'crm_default_soft.json', "
                        "'crm_default_soft.pth']")
 
 

@@ -274,7 +274,7 @@ def test_default_weights_sidecar_names_the_work_scale(tmp_path, monkeypatch, sma
     sidecar.write_text('{"blocks": [1, 1, 1, 1], "width": 8, "scales": [0.5, 1.0], '
                        '"work_scale": 2.0}')
     default = CRMRefiner()
-    assert default.work_scale == 2.0 and CRMRefiner(work_scale=1).work_scale == 1.0
+    assert default.work_scale == 2.0 and CRMRefiner(work_scale=1.5).work_scale == 1.5
     assert CRMRefiner(small_state).work_scale == 1.0
     image, mask = sample
     np.testing.assert_array_equal(
@@ -283,6 +283,41 @@ def test_default_weights_sidecar_names_the_work_scale(tmp_path, monkeypatch, sma
     sidecar.write_text('{"blocks": [1, 1, 1, 1], "width": 8, "work_scale": 0.5}')
     with pytest.raises(ValueError, match='work_scale'):
         CRMRefiner()
+
+
+def test_explicit_work_scale_one_loads_the_scale1_weights(tmp_path, monkeypatch, small_state,
+                                                          sample):
+    """checkpoint=None with work_scale=1 loads crm_default_scale1 (the model trained at the
+    input's own size); other work scales and soft_input keep their own files."""
+    monkeypatch.setattr(crm_inf, 'WEIGHTS_DIR', tmp_path)
+    torch.save(small_state, tmp_path / 'crm_default.pth')
+    (tmp_path / 'crm_default.json').write_text(
+        '{"blocks": [1, 1, 1, 1], "width": 8, "scales": [0.5, 1.0], "work_scale": 2.0}')
+    with pytest.raises(ValueError, match='crm_default_scale1.pth'):
+        CRMRefiner(work_scale=1)
+    scale1 = {k: v * 0.5 if v.is_floating_point() else v for k, v in small_state.items()}
+    torch.save(scale1, tmp_path / 'crm_default_scale1.pth')
+    (tmp_path / 'crm_default_scale1.json').write_text(
+        '{"blocks": [1, 1, 1, 1], "width": 8, "scales": [0.5, 1.0], "work_scale": 1.0}')
+    image, mask = sample
+    fast = CRMRefiner(work_scale=1.0)
+    assert fast.work_scale == 1.0 and CRMRefiner(work_scale=1.5).work_scale == 1.5
+    np.testing.assert_array_equal(fast.refine(image, mask),
+                                  CRMRefiner(scale1, scales=(0.5, 1.0)).refine(image, mask))
+    np.testing.assert_array_equal(  # 1.5 is not 1: the default file, at 1.5
+        CRMRefiner(work_scale=1.5).refine(image, mask),
+        CRMRefiner(small_state, scales=(0.5, 1.0), work_scale=1.5).refine(image, mask))
+
+
+def test_shipped_default_files_agree_on_architecture_and_name_their_work_scale():
+    hard_path, hard = default_weights()
+    scale1_path, scale1 = default_weights(crm_inf.DEFAULT_SCALE1_WEIGHTS)
+    keys = ('blocks', 'width', 'feat_channels', 'hidden', 'scales')
+    assert [scale1[k] for k in keys] == [hard[k] for k in keys]
+    assert hard['work_scale'] == 2.0 and scale1['work_scale'] == 1.0
+    assert CRMRefiner().work_scale == 2.0 and CRMRefiner(soft_input=True).work_scale == 1.0
+    for path in (hard_path, scale1_path):
+        assert path.stat().st_size < 10 * 2 ** 20
 
 
 def test_shipped_soft_default_matches_the_hard_architecture():

@@ -65,6 +65,11 @@ PAD = 32
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / 'weights'
 #: Name of the default weights (hard 0 / 255 coarse masks, the published input).
 DEFAULT_WEIGHTS = 'crm_default'
+#: Name of the default weights with an explicit ``work_scale=1``: the model trained to refine
+#: at the input's own size (stage 7, ``configs/train/crm_default_ft6.py``; the default was
+#: until the stage-10 weights, trained for ``work_scale=2``, replaced it). 2.7x faster than the
+#: default, weaker on low-resolution masks.
+DEFAULT_SCALE1_WEIGHTS = 'crm_default_scale1'
 #: Name of the default weights with ``soft_input=True``: the same model fine-tuned to also read
 #: a segmenter's probability (``configs/train/crm_default_ft8.py``).
 DEFAULT_SOFT_WEIGHTS = 'crm_default_soft'
@@ -190,10 +195,13 @@ class CRMRefiner(Refiner):
         checkpoint: a CRM checkpoint (the published file: ``module.`` keys; or plain /
             mmengine ``state_dict``; path or in-memory dict). ``None`` loads the shipped
             default ``segrefine_plugins/weights/crm_default.pth`` with the architecture of
-            its sidecar ``crm_default.json`` (ValueError while none is installed); with
-            ``soft_input=True``, ``crm_default_soft.pth``: the default fine-tuned on soft
-            low-resolution masks too (the hard default reads probabilities badly: on held-out
-            DUTS-TE 4x probability input -1.30 IoU / -8.10 mBA against -0.61 / -4.38).
+            its sidecar ``crm_default.json`` (ValueError while none is installed), trained
+            for and run at ``work_scale=2`` (its sidecar); with an explicit ``work_scale=1``,
+            ``crm_default_scale1.pth``: the model trained for the input's own size (the
+            default until stage 10; 2.7x faster, weaker on low-resolution masks); with
+            ``soft_input=True``, ``crm_default_soft.pth``: that model fine-tuned on soft
+            low-resolution masks too (a hard-trained model reads probabilities badly: on
+            held-out DUTS-TE 4x probability input -1.30 IoU / -8.10 mBA against -0.61 / -4.38).
         scales: resolutions at which the image is encoded, in order (published
             (0.125, 0.25, 0.5, 1.0)); each in (0, 1]. Every scale decodes the full-resolution
             grid; fewer scales are faster and change the numbers. ``None``: the published
@@ -271,7 +279,9 @@ class CRMRefiner(Refiner):
         self.roi_dilation = check_int('roi_dilation', roi_dilation, 0, 1024)
         self.coarse_band = None if coarse_band is None else check_int('coarse_band',
                                                                       coarse_band, 1, 4096)
-        state, arch, source = self._load_state(checkpoint)
+        if work_scale is not None:
+            work_scale = check_float('work_scale', work_scale, 1.0, MAX_WORK_SCALE)
+        state, arch, source = self._load_state(checkpoint, work_scale)
         if scales is None:  # the default weights' sidecar may name the scales they were made for
             scales = arch.get('scales', PUBLISHED_SCALES) if checkpoint is None \
                 else PUBLISHED_SCALES
@@ -318,12 +328,15 @@ class CRMRefiner(Refiner):
                              f'1.0)), got {scales!r}')
         return out
 
-    def _load_state(self, checkpoint: Optional[Checkpoint]
+    def _load_state(self, checkpoint: Optional[Checkpoint], work_scale: Optional[float]
                     ) -> Tuple[StateDict, Dict[str, Any], str]:
-        """(state dict, architecture, how messages name the source)."""
+        """(state dict, architecture, how messages name the source). Without a checkpoint:
+        the shipped weights trained for the setting asked for (``soft_input``, then an
+        explicit ``work_scale`` of 1, else the default)."""
         if checkpoint is None:
-            path, arch = default_weights(DEFAULT_SOFT_WEIGHTS if self.soft_input
-                                         else DEFAULT_WEIGHTS)
+            name = (DEFAULT_SOFT_WEIGHTS if self.soft_input
+                    else DEFAULT_SCALE1_WEIGHTS if work_scale == 1.0 else DEFAULT_WEIGHTS)
+            path, arch = default_weights(name)
             state = read_state_dict(path)
             found = infer_architecture(state, repr(str(path)))
             if (tuple(found['blocks']), found['width']) != (arch['blocks'], arch['width']):
