@@ -9,7 +9,7 @@
 # Validation: held-out duts-te-2k pairs 1900..1999 with the 4x soft low-resolution input; the
 # choice uses tools/eval_cli.py on the same held-out pairs, never ECSSD.
 #   python tools/train.py configs/train/crm_default_ft8.py --work-dir work_dirs/ft8 \
-#       --cfg-options load_from=segrefine_plugins/weights/crm_default.pth
+#       --cfg-options load_from=segrefine_plugins/weights/crm_default_scale1.pth
 _base_ = ['./crm_default_ft6.py']   # stage 7: Adam 1e-4, unbiased perturbation, factors
 train_dataloader = dict(dataset=dict(soft_lowres_prob=0.5, seed=9))
 val_dataloader = dict(dataset=dict(coarse='lowres_soft', lowres_factor=4))

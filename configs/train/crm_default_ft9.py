@@ -12,7 +12,7 @@
 # (scored at the enlarged size); the choice uses tools/eval_cli.py with --set work_scale=2 on
 # the same held-out pairs, never ECSSD.
 #   python tools/train.py configs/train/crm_default_ft9.py --work-dir work_dirs/ft9 \
-#       --cfg-options load_from=segrefine_plugins/weights/crm_default.pth
+#       --cfg-options load_from=segrefine_plugins/weights/crm_default_scale1.pth
 _base_ = ['./crm_default_ft6.py']   # stage 7: Adam 1e-4, unbiased perturbation, factors
 train_dataloader = dict(dataset=dict(work_scale=2.0, crop_size=160, scale_range=(0.7, 1.0),
                                      seed=10))
