@@ -23,9 +23,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from .io import Pairing, image_size, is_complete_png, label_edges, pair_files, read_image, \
-    read_label_map, read_mask, \
-    unwritable_reason, write_bytes_atomic, write_png_atomic
+from .io import Pairing, image_size, is_complete_png, label_edges, pair_files, png_text, \
+    read_image, read_label_map, read_mask, unwritable_reason, write_bytes_atomic, write_png_atomic
 from .masks import EVAL_FOREGROUND_ABOVE, REFINE_FOREGROUND_ABOVE, foreground
 from .metrics import MetricSummary, as_binary_mask, format_table
 from .models.checkpoint import CheckpointError, checkpoint_path
@@ -212,8 +211,9 @@ def _check_size(what: str, path: Path, shape: Tuple[int, ...], image_path: Path,
 
 
 def _refine_labels(refiner: Any, image_path: Path, mask_path: Path, outputs: Dict[str, Path],
-                   roi: Any, protect: List[Path]) -> int:
-    """Refine one label map; returns how many ROIs the gate kept coarse."""
+                   roi: Any, protect: List[Path], stamp: str = '') -> int:
+    """Refine one label map; returns how many ROIs the gate kept coarse. Outputs carry
+    ``stamp`` (see :func:`settings_stamp`)."""
     from .multiobject import refine_label_map
     from .overlay import make_overlay
     image = read_image(image_path)
@@ -221,17 +221,18 @@ def _refine_labels(refiner: Any, image_path: Path, mask_path: Path, outputs: Dic
     _check_size('label map', mask_path, labels.shape, image_path, image)
     res = refine_label_map(image, labels, refiner, roi)
     if 'mask' in outputs:
-        write_png_atomic(outputs['mask'], res.labels, protect=protect)
+        write_png_atomic(outputs['mask'], res.labels, protect=protect, text=_text(stamp))
     if 'overlay' in outputs:
         write_png_atomic(outputs['overlay'], make_overlay(image, label_edges(labels),
                                                           label_edges(res.labels)),
-                         protect=protect)
+                         protect=protect, text=_text(stamp))
     return res.gated
 
 
 def _refine_one(refiner: Any, image_path: Path, mask_path: Path, outputs: Dict[str, Path],
-                binary: bool, protect: List[Path], roi: Any = None) -> int:
-    """Refine one binary mask; returns 1 when the do-no-harm gate kept the coarse mask."""
+                binary: bool, protect: List[Path], roi: Any = None, stamp: str = '') -> int:
+    """Refine one binary mask; returns 1 when the do-no-harm gate kept the coarse mask.
+    Outputs carry ``stamp`` (see :func:`settings_stamp`)."""
     from .multiobject.refine import apply_gate
     from .overlay import make_overlay
     image = read_image(image_path)
@@ -248,10 +249,54 @@ def _refine_one(refiner: Any, image_path: Path, mask_path: Path, outputs: Dict[s
     fg = level > FOREGROUND_ABOVE
     if 'mask' in outputs:
         out = fg.astype(np.uint8) * 255 if binary else level
-        write_png_atomic(outputs['mask'], out, protect=protect)
+        write_png_atomic(outputs['mask'], out, protect=protect, text=_text(stamp))
     if 'overlay' in outputs:
-        write_png_atomic(outputs['overlay'], make_overlay(image, coarse_fg, fg), protect=protect)
+        write_png_atomic(outputs['overlay'], make_overlay(image, coarse_fg, fg), protect=protect,
+                         text=_text(stamp))
     return int(gated)
+
+
+#: PNG text key under which ``segrefine refine`` stamps each output with its settings.
+SETTINGS_KEY = 'segrefine-settings'
+#: Refiner arguments that do not change the outputs (beyond float rounding): left out of the
+#: settings stamp, so a run may resume on another device or with other memory knobs.
+_EXACT_KEYS = frozenset({'device', 'channels_last', 'compile', 'backend', 'chunk_size',
+                         'tile_size', 'crop_batch_size'})
+
+
+def _text(stamp: str) -> Optional[Dict[str, str]]:
+    return {SETTINGS_KEY: stamp} if stamp else None
+
+
+def _file_sha256(path: str) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def settings_stamp(cfg: Dict[str, Any], roi: Any, labels: bool, binary: bool) -> str:
+    """A short hash of everything that decides ``segrefine refine``'s outputs: the refiner
+    config (without :data:`_EXACT_KEYS`), the content of its weights file (the shipped
+    weights folder when none is given), the ROI options (without ``roi_batch_size``) and the
+    output mode. Stamped into every output PNG; a resumed run keeps only outputs that carry
+    the same stamp."""
+    import dataclasses
+    import hashlib
+    refiner = {k: v for k, v in cfg.items() if k not in _EXACT_KEYS}
+    ckpt = refiner.get('checkpoint')
+    if isinstance(ckpt, (str, os.PathLike)) and os.path.isfile(ckpt):
+        refiner['checkpoint'] = 'sha256:' + _file_sha256(os.fspath(ckpt))
+    elif ckpt is None:
+        from .inference import crm   # the shipped weights (read at call time: patchable)
+        refiner['shipped_weights'] = {p.name: _file_sha256(str(p)) for p in
+                                      sorted(Path(crm.WEIGHTS_DIR).glob('*')) if p.is_file()}
+    roi_fields = {k: v for k, v in dataclasses.asdict(roi).items() if k != 'roi_batch_size'}
+    doc = json.dumps({'refiner': refiner, 'roi': roi_fields, 'labels': bool(labels),
+                      'binary': bool(binary)}, sort_keys=True, default=repr)
+    return hashlib.sha256(doc.encode('utf-8')).hexdigest()[:20]
 
 
 def _finished(output: Path, kind: str, mask_path: Path) -> bool:
@@ -269,11 +314,13 @@ def _finished(output: Path, kind: str, mask_path: Path) -> bool:
     return is_complete_png(output) and image_size(output)[0] == h
 
 
-def _plan_jobs(pairing: Pairing, out: Path, overlay: bool,
-               overwrite: bool) -> Tuple[List[tuple], int]:
-    """(stem, image, mask, {kind: output path}) for each pair with outputs still to write,
-    and how many existing outputs were incomplete (recomputed)."""
-    jobs, incomplete = [], 0
+def _plan_jobs(pairing: Pairing, out: Path, overlay: bool, overwrite: bool,
+               stamp: str = '') -> Tuple[List[tuple], int, List[Path], int]:
+    """(stem, image, mask, {kind: output path}) for each pair with outputs still to write;
+    how many existing outputs were incomplete (recomputed); the finished outputs stamped with
+    other settings (``stamp``: see :func:`settings_stamp`); and how many finished outputs
+    carry no stamp (written before stamps existed, or by another program)."""
+    jobs, incomplete, foreign, unstamped = [], 0, [], 0
     for stem, image_path, mask_path in pairing.pairs:
         outputs = {'mask': out / f'{stem}.png'}
         if overlay:
@@ -284,10 +331,16 @@ def _plan_jobs(pairing: Pairing, out: Path, overlay: bool,
                 if not _finished(path, kind, mask_path):
                     todo[kind] = path
                     incomplete += path.exists()
+                    continue
+                found = png_text(path).get(SETTINGS_KEY)
+                if found is None:
+                    unstamped += 1
+                elif stamp and found != stamp:
+                    foreign.append(path)
             outputs = todo
         if outputs:
             jobs.append((stem, image_path, mask_path, outputs))
-    return jobs, incomplete
+    return jobs, incomplete, foreign, unstamped
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
@@ -311,7 +364,22 @@ def cmd_refine(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(f'--threads: {e}') from None
     roi = _roi_options(args.roi)
-    jobs, incomplete = _plan_jobs(pairing, out, args.overlay, args.overwrite)
+    try:
+        stamp = settings_stamp(cfg, roi, args.labels, args.binary)
+    except OSError as e:
+        raise UsageError(f'cannot read the weights: {e}') from None
+    jobs, incomplete, foreign, unstamped = _plan_jobs(pairing, out, args.overlay,
+                                                      args.overwrite, stamp)
+    if foreign:
+        names = ', '.join(repr(p.name) for p in foreign[:5])
+        raise UsageError(f'{len(foreign)} existing output(s) in {str(out)!r} were made with other '
+                         f'refiner settings or weights ({names}{", ..." if len(foreign) > 5 else ""}'
+                         f'): resuming would mix two refiners; pass --overwrite to recompute '
+                         f'them, or choose another --out')
+    if unstamped:
+        _err(f'{unstamped} existing output(s) in {str(out)!r} carry no record of the settings '
+             f'that made them (an older segrefine, or another program): kept as they are '
+             f'(--overwrite recomputes them)')
     if incomplete:
         _err(f'{incomplete} existing output(s) in {str(out)!r} are empty, corrupt or of the '
              f'wrong size (an earlier run stopped while writing?): recomputed')
@@ -331,11 +399,11 @@ def cmd_refine(args: argparse.Namespace) -> int:
         try:
             if args.labels:
                 gated += _refine_labels(refiner, image_path, mask_path, outputs, roi,
-                                        protect=[image_path, mask_path])
+                                        protect=[image_path, mask_path], stamp=stamp)
             else:
                 gated += _refine_one(refiner, image_path, mask_path, outputs, args.binary,
                                      protect=[image_path, mask_path],
-                                     roi=roi if roi.gated else None)
+                                     roi=roi if roi.gated else None, stamp=stamp)
             written += 1
         except (ValueError, OSError) as e:  # unreadable input, failed checks, unwritable output
             _err(f'{stem}: skipped: {e}')

@@ -20,6 +20,9 @@ cropping, CRM's query decoding, stays Python), one file per part, named
   ``last_conv`` are the two pieces the windowed encoder of ``backend='onnxruntime'`` runs.
 
 The exported CRM network is the inference copy (BatchNorm folded into the convolutions).
+The default CRM weights were trained to refine a 2x enlarged input (``work_scale`` 2 in their
+sidecar): a pipeline of its own around the exported default network enlarges image and mask
+as :func:`segrefine_plugins.inference.crm.enlarge_input` does and area-averages the output back.
 ``backend='onnxruntime'`` on either refiner exports in memory at construction and runs these
 graphs inside the same pipeline (fp32, CPU): see :func:`onnxruntime_network`.
 Needs ``onnx`` (and ``onnxruntime`` to run / verify): ``tools/env/40_export.sh``.

@@ -17,9 +17,10 @@ from __future__ import annotations
 import errno
 import os
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, List, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -226,7 +227,52 @@ def label_edges(labels: np.ndarray) -> np.ndarray:
     return edges
 
 
-def write_png_atomic(path: PathLike, array: np.ndarray, protect: Iterable[PathLike] = ()) -> None:
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def png_with_text(png: bytes, text: Mapping[str, str]) -> bytes:
+    """``png`` (the bytes of a PNG) with one ``tEXt`` chunk per ``key: value`` inserted right
+    after the header (readers ignore them; :func:`png_text` reads them back without decoding
+    the pixels). Keys: 1-79 Latin-1 characters; values: Latin-1."""
+    if not png.startswith(_PNG_SIGNATURE) or png[12:16] != b'IHDR':
+        raise ValueError('not a PNG (no signature / IHDR)')
+    end = 8 + 12 + int.from_bytes(png[8:12], 'big')       # signature + IHDR chunk
+    chunks = []
+    for key, value in text.items():
+        if not 1 <= len(key) <= 79:
+            raise ValueError(f'PNG text keys have 1-79 characters, got {key!r}')
+        data = key.encode('latin-1') + b'\0' + str(value).encode('latin-1')
+        crc = zlib.crc32(b'tEXt' + data) & 0xFFFFFFFF
+        chunks.append(len(data).to_bytes(4, 'big') + b'tEXt' + data + crc.to_bytes(4, 'big'))
+    return png[:end] + b''.join(chunks) + png[end:]
+
+
+def png_text(path: PathLike) -> Dict[str, str]:
+    """The ``tEXt`` chunks before the pixel data of the PNG at ``path`` (``{}`` if it has
+    none, or is not a readable PNG); reads only the file's head."""
+    out: Dict[str, str] = {}
+    try:
+        with open(path, 'rb') as f:
+            if f.read(8) != _PNG_SIGNATURE:
+                return out
+            while True:
+                head = f.read(8)
+                if len(head) < 8 or head[4:8] in (b'IDAT', b'IEND'):
+                    return out
+                size = int.from_bytes(head[:4], 'big')
+                if size > 1 << 20:
+                    return out
+                data = f.read(size)
+                f.read(4)   # crc
+                if head[4:8] == b'tEXt' and b'\0' in data:
+                    key, _, value = data.partition(b'\0')
+                    out[key.decode('latin-1')] = value.decode('latin-1')
+    except OSError:
+        return out
+
+
+def write_png_atomic(path: PathLike, array: np.ndarray, protect: Iterable[PathLike] = (),
+                     text: Optional[Mapping[str, str]] = None) -> None:
     """Write (H, W) uint8 gray, (H, W) uint16 (label maps) or (H, W, 3) uint8 **RGB** as a
     PNG, atomically.
 
@@ -239,6 +285,7 @@ def write_png_atomic(path: PathLike, array: np.ndarray, protect: Iterable[PathLi
         array: the pixels.
         protect: paths that must never be written (the inputs); ValueError if ``path`` is
             one of them.
+        text: ``tEXt`` chunks to store (see :func:`png_with_text`), e.g. what made the file.
     """
     path = os.fspath(path)
     if not isinstance(array, np.ndarray) or not (
@@ -253,7 +300,8 @@ def write_png_atomic(path: PathLike, array: np.ndarray, protect: Iterable[PathLi
     ok, buf = cv2.imencode('.png', np.ascontiguousarray(array))
     if not ok:
         raise ValueError(f'could not encode a PNG for {path!r}')
-    write_bytes_atomic(path, buf.tobytes(), protect)
+    data = buf.tobytes()
+    write_bytes_atomic(path, png_with_text(data, text) if text else data, protect)
 
 
 def write_bytes_atomic(path: PathLike, data: bytes, protect: Iterable[PathLike] = ()) -> None:

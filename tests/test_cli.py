@@ -333,3 +333,54 @@ def test_gate_on_single_masks(tmp_path, data_root, capsys):
     out = read_mask(tmp_path / 'o' / 'x.png')
     assert np.array_equal(out > 128, gt > 127)                   # the coarse mask, kept
     assert '1 masks kept coarse by the gate' in capsys.readouterr().out
+
+
+def test_resume_refuses_outputs_made_with_other_settings_or_weights(ecssd, cascadepsp_weights,
+                                                                   tmp_path, capsys):
+    """Every output carries a stamp of the settings and weights that made it: a resumed run
+    with other outputs-changing settings or other weights refuses (exit 2, nothing written)
+    instead of mixing two refiners; exact knobs (device) resume; --overwrite recomputes."""
+    import shutil
+
+    from segrefine_plugins.cli import SETTINGS_KEY
+    from segrefine_plugins.io import png_text
+    weights = tmp_path / 'weights.pth'
+    shutil.copy(cascadepsp_weights, weights)
+    out = tmp_path / 'out'
+    one = dict(image=ecssd / 'images' / '0001.jpg')
+    assert main(_refine_args(ecssd, weights, out, **one)) == 0
+    stamp = png_text(out / '0001.png')[SETTINGS_KEY]
+    mtime = (out / '0001.png').stat().st_mtime_ns
+    capsys.readouterr()
+    for extra in (['--binary'], ['--set', 'L=64'], ['--roi', 'gate_min_change_depth=2']):
+        args = _refine_args(ecssd, weights, out, *extra, **one)
+        assert main(args) == 2, extra
+        err = capsys.readouterr().err
+        assert 'other refiner settings or weights' in err and "'0001.png'" in err
+        assert (out / '0001.png').stat().st_mtime_ns == mtime
+    assert main(_refine_args(ecssd, weights, out, '--device', 'cpu', **one)) == 0
+    assert '0 refined, 1 skipped' in capsys.readouterr().out
+    # the same path with other content is other weights
+    import torch
+    state = torch.load(weights, map_location='cpu', weights_only=True)
+    key = next(k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point())
+    state[key] = state[key] * 1.5
+    torch.save(state, weights)
+    assert main(_refine_args(ecssd, weights, out, **one)) == 2
+    assert 'other refiner settings or weights' in capsys.readouterr().err
+    assert main(_refine_args(ecssd, weights, out, '--overwrite', **one)) == 0
+    assert png_text(out / '0001.png')[SETTINGS_KEY] != stamp
+    assert main(_refine_args(ecssd, weights, out, **one)) == 0
+    assert '0 refined, 1 skipped' in capsys.readouterr().out
+
+
+def test_unstamped_outputs_are_kept_with_a_warning(ecssd, first_run, cascadepsp_weights,
+                                                   tmp_path, capsys):
+    out = tmp_path / 'legacy'
+    out.mkdir()
+    cv2.imwrite(str(out / '0001.png'), read_mask(first_run[0] / '0001.png'))   # no stamp
+    capsys.readouterr()
+    assert main(_refine_args(ecssd, cascadepsp_weights, out,
+                             image=ecssd / 'images' / '0001.jpg')) == 0
+    captured = capsys.readouterr()
+    assert '0 refined, 1 skipped' in captured.out and 'carry no record' in captured.err

@@ -157,6 +157,24 @@ def test_write_png_atomic_round_trip(tmp_path, rgb):
     assert sorted(os.listdir(tmp_path)) == ['gray.png', 'rgb.png']        # no temp files
 
 
+def test_png_text_chunks_round_trip_and_keep_the_pixels(tmp_path, rgb):
+    from segrefine_plugins.io import png_text, png_with_text
+    path = tmp_path / 'stamped.png'
+    write_png_atomic(path, rgb, text={'segrefine-settings': 'abc123', 'note': 'x y'})
+    assert png_text(path) == {'segrefine-settings': 'abc123', 'note': 'x y'}
+    np.testing.assert_array_equal(read_image(path), rgb)
+    assert cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_UNCHANGED) is not None
+    plain = tmp_path / 'plain.png'
+    write_png_atomic(plain, rgb)
+    assert png_text(plain) == {} and png_text(tmp_path / 'missing.png') == {}
+    (tmp_path / 'not.png').write_bytes(b'hello')
+    assert png_text(tmp_path / 'not.png') == {}
+    with pytest.raises(ValueError, match='not a PNG'):
+        png_with_text(b'hello', {'k': 'v'})
+    with pytest.raises(ValueError, match='1-79'):
+        png_with_text(plain.read_bytes(), {'': 'v'})
+
+
 def test_write_png_atomic_replaces_whole_file(tmp_path, rgb):
     path = tmp_path / 'out.png'
     write_png_atomic(path, rgb)

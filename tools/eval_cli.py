@@ -123,7 +123,9 @@ def run_model(work: str, name: str, checkpoint: str, kinds: Sequence[str],
         out = osp.join(work, 'refined', name, kind)
         report = osp.join(work, 'refined', name, f'{kind}.json')
         t = time.perf_counter()
-        cli(['refine', '--image', osp.join(work, 'images'),
+        # --overwrite: a --work folder reused with other weights must not serve old outputs,
+        # and the time must be the refinement's
+        cli(['refine', '--image', osp.join(work, 'images'), '--overwrite',
              '--mask', osp.join(work, 'coarse', kind), '--out', out] + extra)
         seconds = time.perf_counter() - t
         cli(['eval', '--pred', out, '--gt', osp.join(work, 'gt'),

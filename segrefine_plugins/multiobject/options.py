@@ -128,10 +128,10 @@ class RoiOptions:
             whole. A 1-2 px wide sliver has depth 1, a 3-4 px one depth 2. Applied after
             ``gate_pixel_confidence``; an object whose changes all revert counts as gated.
             In (1, 1000] (every changed pixel has depth >= 1). Measured
-            (docs/multiobject.md): 2 is the best trade-off found, e.g. on ECSSD pairs 40..79
-            through Detectron2 perfect input -0.04 PQ / 0.00 AP (ungated -0.93 / -1.68)
-            while perturbed input keeps 94 % / 97 % of the gain; on held-out DUTS-TE -0.49 /
-            -1.95 (ungated -3.02 / -18.61), 93 % / 77 %.
+            (docs/multiobject.md): 2 is the best trade-off found; with the default CRM
+            through Detectron2, perfect input loses 0.06-0.30 PQ and 0.00 AP on three
+            40-image sets (ungated up to 2.28 / 10.05) while perturbed input keeps 88-95 % of
+            the PQ gain and 83-93 % of the AP gain.
     """
 
     roi_padding: float = 0.25
