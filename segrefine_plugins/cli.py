@@ -277,25 +277,69 @@ def _file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def _canonical(value: Any) -> Any:
+    """JSON-stable form of a setting: numbers as floats (``2`` and ``2.0`` are one setting),
+    sequences as lists."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) or type(value).__module__ == 'numpy':
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return repr(value)
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return repr(value)
+
+
 def settings_stamp(cfg: Dict[str, Any], roi: Any, labels: bool, binary: bool) -> str:
-    """A short hash of everything that decides ``segrefine refine``'s outputs: the refiner
-    config (without :data:`_EXACT_KEYS`), the content of its weights file (the shipped
-    weights folder when none is given), the ROI options (without ``roi_batch_size``) and the
-    output mode. Stamped into every output PNG; a resumed run keeps only outputs that carry
-    the same stamp."""
+    """A short hash of everything that decides ``segrefine refine``'s outputs: the package
+    version, the refiner's class and its arguments that differ from their defaults (numbers
+    compared as floats; :data:`_EXACT_KEYS` left out), the content of its weights file (for
+    the default CRM, the shipped file it loads, with the scales and work scale its sidecar
+    names), the options the output mode uses (gate options for single masks, all ROI
+    options but ``roi_batch_size`` for label maps) and ``--binary``. Stamped into every
+    output PNG; a resumed run keeps only outputs that carry the same stamp."""
     import dataclasses
     import hashlib
-    refiner = {k: v for k, v in cfg.items() if k not in _EXACT_KEYS}
-    ckpt = refiner.get('checkpoint')
+    import inspect
+
+    from . import __version__
+    from .registry import REFINERS
+    cls = REFINERS.get(cfg.get('type', ''))
+    params = inspect.signature(cls.__init__).parameters
+    refiner: Dict[str, Any] = {}
+    for key, value in cfg.items():
+        if key == 'type' or key in _EXACT_KEYS:
+            continue
+        param = params.get(key)
+        if param is not None and param.default is not inspect.Parameter.empty \
+                and _canonical(value) == _canonical(param.default):
+            continue
+        refiner[key] = _canonical(value)
+    ckpt = cfg.get('checkpoint')
     if isinstance(ckpt, (str, os.PathLike)) and os.path.isfile(ckpt):
         refiner['checkpoint'] = 'sha256:' + _file_sha256(os.fspath(ckpt))
-    elif ckpt is None:
-        from .inference import crm   # the shipped weights (read at call time: patchable)
-        refiner['shipped_weights'] = {p.name: _file_sha256(str(p)) for p in
-                                      sorted(Path(crm.WEIGHTS_DIR).glob('*')) if p.is_file()}
-    roi_fields = {k: v for k, v in dataclasses.asdict(roi).items() if k != 'roi_batch_size'}
-    doc = json.dumps({'refiner': refiner, 'roi': roi_fields, 'labels': bool(labels),
-                      'binary': bool(binary)}, sort_keys=True, default=repr)
+    elif ckpt is None and cls.__name__ == 'CRMRefiner':
+        from .inference import crm
+        name = crm.default_weights_name(bool(cfg.get('soft_input', False)),
+                                        cfg.get('work_scale'))
+        path, arch = crm.default_weights(name)
+        refiner['checkpoint'] = 'sha256:' + _file_sha256(str(path))
+        refiner.setdefault('scales', _canonical(arch.get('scales', crm.PUBLISHED_SCALES)))
+        refiner.setdefault('work_scale', _canonical(arch.get('work_scale', 1.0)))
+    fields = dataclasses.asdict(roi)
+    if labels:
+        mode = {k: _canonical(v) for k, v in fields.items() if k != 'roi_batch_size'}
+    else:
+        mode = {k: _canonical(v) for k, v in fields.items() if k.startswith('gate_')}
+        mode['binary'] = bool(binary)
+    doc = json.dumps({'version': __version__, 'refiner': [cls.__name__, refiner],
+                      'labels': bool(labels), 'mode': mode}, sort_keys=True)
     return hashlib.sha256(doc.encode('utf-8')).hexdigest()[:20]
 
 
@@ -366,8 +410,8 @@ def cmd_refine(args: argparse.Namespace) -> int:
     roi = _roi_options(args.roi)
     try:
         stamp = settings_stamp(cfg, roi, args.labels, args.binary)
-    except OSError as e:
-        raise UsageError(f'cannot read the weights: {e}') from None
+    except (OSError, ValueError) as e:   # unreadable weights, unknown type, missing defaults
+        raise UsageError(f'cannot build the refiner {cfg!r}: {e}') from None
     jobs, incomplete, foreign, unstamped = _plan_jobs(pairing, out, args.overlay,
                                                       args.overwrite, stamp)
     if foreign:

@@ -239,8 +239,9 @@ def png_with_text(png: bytes, text: Mapping[str, str]) -> bytes:
     end = 8 + 12 + int.from_bytes(png[8:12], 'big')       # signature + IHDR chunk
     chunks = []
     for key, value in text.items():
-        if not 1 <= len(key) <= 79:
-            raise ValueError(f'PNG text keys have 1-79 characters, got {key!r}')
+        if not 1 <= len(key) <= 79 or '\0' in key or '\0' in str(value):
+            raise ValueError(f'PNG text keys have 1-79 characters and neither key nor value a '
+                             f'NUL, got {key!r}')
         data = key.encode('latin-1') + b'\0' + str(value).encode('latin-1')
         crc = zlib.crc32(b'tEXt' + data) & 0xFFFFFFFF
         chunks.append(len(data).to_bytes(4, 'big') + b'tEXt' + data + crc.to_bytes(4, 'big'))

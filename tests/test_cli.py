@@ -352,14 +352,17 @@ def test_resume_refuses_outputs_made_with_other_settings_or_weights(ecssd, casca
     stamp = png_text(out / '0001.png')[SETTINGS_KEY]
     mtime = (out / '0001.png').stat().st_mtime_ns
     capsys.readouterr()
-    for extra in (['--binary'], ['--set', 'L=64'], ['--roi', 'gate_min_change_depth=2']):
+    for extra in (['--binary'], ['--set', 'L=96'], ['--roi', 'gate_min_change_depth=2']):
         args = _refine_args(ecssd, weights, out, *extra, **one)
         assert main(args) == 2, extra
         err = capsys.readouterr().err
         assert 'other refiner settings or weights' in err and "'0001.png'" in err
         assert (out / '0001.png').stat().st_mtime_ns == mtime
-    assert main(_refine_args(ecssd, weights, out, '--device', 'cpu', **one)) == 0
-    assert '0 refined, 1 skipped' in capsys.readouterr().out
+    # exact knobs, explicit defaults and ints for floats are the same settings
+    for extra in (['--device', 'cpu'], ['--set', f'L={float(L)}'], ['--precision', 'fp32'],
+                  ['--set', 'crop_batch_size=1'], ['--roi', 'roi_batch_size=3']):
+        assert main(_refine_args(ecssd, weights, out, *extra, **one)) == 0, extra
+        assert '0 refined, 1 skipped' in capsys.readouterr().out
     # the same path with other content is other weights
     import torch
     state = torch.load(weights, map_location='cpu', weights_only=True)
@@ -384,3 +387,46 @@ def test_unstamped_outputs_are_kept_with_a_warning(ecssd, first_run, cascadepsp_
                              image=ecssd / 'images' / '0001.jpg')) == 0
     captured = capsys.readouterr()
     assert '0 refined, 1 skipped' in captured.out and 'carry no record' in captured.err
+
+
+def test_settings_stamp_reads_settings_as_the_refiner_does(tmp_path):
+    """The stamp depends on what the refiner will do, not on how it was spelled: an explicit
+    default, 2 for 2.0 and the default weights' own work scale give one stamp; a real change
+    (work_scale=1 loads other weights, soft input, a gate) gives another; ROI options that
+    single masks do not use and --binary with label maps do not count."""
+    from segrefine_plugins.cli import settings_stamp
+    from segrefine_plugins.multiobject import RoiOptions
+    plain = RoiOptions()
+    base = settings_stamp({'type': 'CRM'}, plain, False, False)
+    assert settings_stamp({'type': 'CRM', 'work_scale': 2}, plain, False, False) == base
+    assert settings_stamp({'type': 'CRM', 'work_scale': 2.0, 'precision': 'fp32',
+                           'device': 'cpu', 'chunk_size': 999}, plain, False, False) == base
+    assert settings_stamp({'type': 'CRM'}, RoiOptions(max_upscale=1.0), False, False) == base
+    for other in ({'type': 'CRM', 'work_scale': 1}, {'type': 'CRM', 'soft_input': True},
+                  {'type': 'CRM', 'precision': 'bf16'}):
+        assert settings_stamp(other, plain, False, False) != base, other
+    assert settings_stamp({'type': 'CRM'}, RoiOptions(gate_min_change_depth=2), False,
+                          False) != base
+    assert settings_stamp({'type': 'CRM'}, plain, False, True) != base
+    labels = settings_stamp({'type': 'CRM'}, plain, True, False)
+    assert labels != base and settings_stamp({'type': 'CRM'}, plain, True, True) == labels
+    assert settings_stamp({'type': 'CRM'}, RoiOptions(max_upscale=1.0), True, False) != labels
+
+
+def test_label_map_and_overlay_outputs_are_stamped(tmp_path, data_root):
+    from segrefine_plugins.cli import SETTINGS_KEY
+    from segrefine_plugins.io import png_text
+    images, labels = tmp_path / 'images', tmp_path / 'labels'
+    images.mkdir(), labels.mkdir()
+    (images / 'a.jpg').symlink_to(data_root / 'ecssd' / 'images' / '0001.jpg')
+    gt = read_mask(data_root / 'ecssd' / 'masks' / '0001.png')
+    cv2.imwrite(str(labels / 'a.png'), (gt > 127).astype(np.uint16) * 3)
+    out = tmp_path / 'out'
+    assert main(['refine', '--image', str(images), '--mask', str(labels), '--out', str(out),
+                 '--labels', '--overlay', '--set', 'work_scale=1']) == 0
+    stamps = {png_text(out / n).get(SETTINGS_KEY) for n in ('a.png', 'a_overlay.png')}
+    assert len(stamps) == 1 and None not in stamps
+    from segrefine_plugins.io import read_label_map
+    assert set(np.unique(read_label_map(out / 'a.png'))) == {0, 3}   # still a label map
+    assert main(['refine', '--image', str(images), '--mask', str(labels), '--out', str(out),
+                 '--labels', '--overlay']) == 2   # the default (work_scale 2) is another refiner

@@ -108,6 +108,16 @@ def enlarge_input(image: torch.Tensor, mask_u8: torch.Tensor,
     return big, mask.to(torch.uint8)
 
 
+def default_weights_name(soft_input: bool = False, work_scale: Optional[float] = None) -> str:
+    """Which shipped weights ``CRMRefiner(checkpoint=None, ...)`` loads: the soft-input file
+    with ``soft_input``, the file trained at the input's own size for an explicit
+    ``work_scale`` of 1, else the default (which names its own work scale)."""
+    if soft_input:
+        return DEFAULT_SOFT_WEIGHTS
+    return DEFAULT_SCALE1_WEIGHTS if work_scale is not None and float(work_scale) == 1.0 \
+        else DEFAULT_WEIGHTS
+
+
 def default_weights(name: str = 'crm_default',
                     weights_dir: Union[str, os.PathLike, None] = None) -> Tuple[Path, Dict[str, Any]]:
     """The shipped default CRM weights: ``(path of NAME.pth, architecture from NAME.json)``.
@@ -334,9 +344,7 @@ class CRMRefiner(Refiner):
         the shipped weights trained for the setting asked for (``soft_input``, then an
         explicit ``work_scale`` of 1, else the default)."""
         if checkpoint is None:
-            name = (DEFAULT_SOFT_WEIGHTS if self.soft_input
-                    else DEFAULT_SCALE1_WEIGHTS if work_scale == 1.0 else DEFAULT_WEIGHTS)
-            path, arch = default_weights(name)
+            path, arch = default_weights(default_weights_name(self.soft_input, work_scale))
             state = read_state_dict(path)
             found = infer_architecture(state, repr(str(path)))
             if (tuple(found['blocks']), found['width']) != (arch['blocks'], arch['width']):
