@@ -101,6 +101,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--threads', type=int, help='torch CPU threads')
     p.add_argument('--device', default='cpu')
+    p.add_argument('--work-scale', type=float,
+                   help='CRM work_scale (default: 1 for --checkpoint, the sidecar\'s for the '
+                        'shipped weights; stage-10 checkpoints were trained for 2)')
     p.add_argument('--json', help='also write the results to this JSON file')
     args = p.parse_args(argv)
     if args.threads:
@@ -108,6 +111,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     cfg = dict(type='CRM', checkpoint=args.checkpoint, device=args.device)
     if args.scales:
         cfg['scales'] = tuple(args.scales)
+    if args.work_scale is not None:
+        cfg['work_scale'] = args.work_scale
     refiner = build_refiner(cfg)
     results = evaluate(refiner, osp.join(args.data, args.dataset), args.kinds, args.limit,
                        args.start, args.seed)

@@ -15,6 +15,7 @@
 # low-resolution targets and was not shipped (see the report of branch h6).
 #   OMP_NUM_THREADS=1 python tools/train.py configs/train/crm_default_ft5.py \
 #       --cfg-options load_from=segrefine_plugins/weights/crm_default.pth
+# (crm_default.pth was the stage-5 file then: git show 1c1c9c3:segrefine_plugins/weights/crm_default.pth)
 # (load_from takes the exported fp16 state dict directly: mmengine copies it into the fp32
 # parameters.)
 _base_ = ['./crm_default.py']

@@ -11,6 +11,7 @@
 # with perturbed / 4x / 8x inputs, never ECSSD.
 #   python tools/train.py configs/train/crm_default_ft6.py --work-dir work_dirs/ft6 \
 #       --cfg-options load_from=segrefine_plugins/weights/crm_default.pth
+# (crm_default.pth was the stage-5 file then: git show 1c1c9c3:segrefine_plugins/weights/crm_default.pth)
 _base_ = ['./crm_default_ft5.py']   # Adam 1e-4, data, schedule shape
 train_dataloader = dict(dataset=dict(lowres_factor=(2, 4, 4, 8, 8, 16), perturb_symmetric=True,
                                      seed=7))

@@ -67,11 +67,11 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / 'weights'
 DEFAULT_WEIGHTS = 'crm_default'
 #: Name of the default weights with an explicit ``work_scale=1``: the model trained to refine
 #: at the input's own size (stage 7, ``configs/train/crm_default_ft6.py``; the default was
-#: until the stage-10 weights, trained for ``work_scale=2``, replaced it). 2.7x faster than the
-#: default, weaker on low-resolution masks.
+#: until the stage-10 weights, trained for ``work_scale=2``, replaced it). 3.2x faster than the
+#: default on ECSSD images (4.2x at 8.1 Mpx), weaker on low-resolution masks.
 DEFAULT_SCALE1_WEIGHTS = 'crm_default_scale1'
-#: Name of the default weights with ``soft_input=True``: the same model fine-tuned to also read
-#: a segmenter's probability (``configs/train/crm_default_ft8.py``).
+#: Name of the default weights with ``soft_input=True``: stage 7 fine-tuned to also read a
+#: segmenter's probability (``configs/train/crm_default_ft8.py``), run at the input's size.
 DEFAULT_SOFT_WEIGHTS = 'crm_default_soft'
 PUBLISHED_ARCH: Dict[str, Any] = {'blocks': (3, 4, 6, 3), 'width': 64}
 #: Largest ``work_scale`` accepted (memory and time grow with its square).
@@ -208,7 +208,7 @@ class CRMRefiner(Refiner):
             its sidecar ``crm_default.json`` (ValueError while none is installed), trained
             for and run at ``work_scale=2`` (its sidecar); with an explicit ``work_scale=1``,
             ``crm_default_scale1.pth``: the model trained for the input's own size (the
-            default until stage 10; 2.7x faster, weaker on low-resolution masks); with
+            default until stage 10; 3.2x faster, weaker on low-resolution masks); with
             ``soft_input=True``, ``crm_default_soft.pth``: that model fine-tuned on soft
             low-resolution masks too (a hard-trained model reads probabilities badly: on
             held-out DUTS-TE 4x probability input -1.30 IoU / -8.10 mBA against -0.61 / -4.38).
@@ -239,15 +239,16 @@ class CRMRefiner(Refiner):
             mask (0 / 1, or its 0..255 value / 255 with ``soft_input``). ``None`` (default):
             decode everything. Faster where the decoder dominates (single-scale models,
             large images); a refinement that would move a boundary further than ``r`` px is
-            cut at the band's edge. Changes the numbers (measured in docs/performance.md).
+            cut at the band's edge. Counts pixels of the enlarged image with ``work_scale``.
+            Changes the numbers (measured in docs/performance.md).
         work_scale: refine at this multiple of the input's size (>= 1; 1 = as published;
             ``None``: 1, or for the default weights the ``work_scale`` their sidecar names):
             the image is enlarged (bicubic), the mask too (bilinear; re-binarised at 127.5
             unless ``soft_input``), and the probability is shrunk back (area average).
-            Time and memory grow with its square. The small default model places boundaries
-            more precisely at 2 (held-out DUTS-TE through the CLI, docs/training.md): masks
-            from a segmenter at 1/4-1/8 resolution gain, strongly perturbed masks gain less
-            (the network sees less context). Changes the numbers.
+            Time and memory grow with its square. The default weights (stage 10) were trained
+            for 2 and meet 4 of issue 16's 6 targets there (held-out DUTS-TE through the CLI,
+            docs/training.md); checkpoints trained at their own size (the published ones,
+            ``crm_default_scale1``) are meant for 1. Changes the numbers.
         blocks, width: trunk size; ``None`` reads it from the checkpoint (or the default
             weights' sidecar). The published model is blocks (3, 4, 6, 3), width 64.
         device, precision, bgr, channels_last, compile, backend: see
