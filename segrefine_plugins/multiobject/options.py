@@ -97,7 +97,8 @@ class RoiOptions:
             caps that factor: an ROI of long side ``n < L`` is worked at long side
             ``max(min(L, ceil(f * n)), 66)`` (never below the input itself; no effect on
             ROIs of long side >= ``L``). Work per ROI falls with the square of the factor.
-            CRM works at its input's own scale and ignores it. Changes numbers.
+            CRM ignores it: it works at its input's size times its own ``work_scale`` (2 for
+            the default weights, every ROI alike). Changes numbers.
         roi_batch_size: ROIs run through the refiner per call, >= 1 (1: one at a time,
             published). Exact: ROIs whose model inputs have the same shape are batched, the
             others run alone, outputs equal the one-at-a-time outputs (up to float rounding).
