@@ -332,6 +332,10 @@ def settings_stamp(cfg: Dict[str, Any], roi: Any, labels: bool, binary: bool) ->
         refiner['checkpoint'] = 'sha256:' + _file_sha256(str(path))
         refiner.setdefault('scales', _canonical(arch.get('scales', crm.PUBLISHED_SCALES)))
         refiner.setdefault('work_scale', _canonical(arch.get('work_scale', 1.0)))
+    elif cls.__name__ == 'CRMRefiner':   # a checkpoint: the published scales, its own size
+        from .inference import crm
+        refiner.setdefault('scales', _canonical(crm.PUBLISHED_SCALES))
+        refiner.setdefault('work_scale', 1.0)
     fields = dataclasses.asdict(roi)
     if labels:
         mode = {k: _canonical(v) for k, v in fields.items() if k != 'roi_batch_size'}

@@ -402,6 +402,9 @@ def test_settings_stamp_reads_settings_as_the_refiner_does(tmp_path):
     assert settings_stamp({'type': 'CRM', 'work_scale': 2.0, 'precision': 'fp32',
                            'device': 'cpu', 'chunk_size': 999}, plain, False, False) == base
     assert settings_stamp({'type': 'CRM'}, RoiOptions(max_upscale=1.0), False, False) == base
+    ckpt = {'type': 'CRM', 'checkpoint': 'crm.pth'}
+    assert settings_stamp(dict(ckpt, work_scale=1, scales=(0.125, 0.25, 0.5, 1)), plain, False,
+                          False) == settings_stamp(ckpt, plain, False, False)
     for other in ({'type': 'CRM', 'work_scale': 1}, {'type': 'CRM', 'soft_input': True},
                   {'type': 'CRM', 'precision': 'bf16'}):
         assert settings_stamp(other, plain, False, False) != base, other
