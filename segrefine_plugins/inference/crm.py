@@ -298,6 +298,10 @@ class CRMRefiner(Refiner):
                 else PUBLISHED_SCALES
         if work_scale is None:  # ... and the work scale they were trained for
             work_scale = arch.get('work_scale', 1.0) if checkpoint is None else 1.0
+            try:
+                work_scale = check_float('work_scale', work_scale, 1.0, MAX_WORK_SCALE)
+            except ValueError as e:
+                raise ValueError(f'the sidecar of {source}: {e}') from None
         self.work_scale = check_float('work_scale', work_scale, 1.0, MAX_WORK_SCALE)
         self.scales = self._check_scales(scales)
         if blocks is not None and (not isinstance(blocks, (tuple, list)) or len(blocks) != 4):

@@ -158,7 +158,8 @@ class MaskPairDataset(Dataset):
             exactly as that refiner enlarges its input (``inference.crm.enlarge_input``) and
             the ground truth bilinearly. Validation items are whole images enlarged ``s``
             times (scored at the enlarged size). Same degradations, seen as the refiner sees
-            them at that scale.
+            them at that scale. The crop side is rounded, so the enlargement is exactly ``s``
+            only when ``crop_size / s`` is whole (160 at 2: 80 -> 160; at 1.5: 107 -> 160).
         seed: base seed of all randomness.
         subset: ``(start, stop)``: use only these pairs (after concatenation, sorted by
             name), e.g. to hold out the tail of a folder for validation, or a handful for tests.
