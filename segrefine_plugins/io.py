@@ -182,6 +182,10 @@ def read_mask(path: PathLike) -> np.ndarray:
         raise ImageReadError(f'{os.fspath(path)!r}: {e}') from None
 
 
+#: The 8 bytes every PNG file starts with.
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
 def _is_palette_png(path: PathLike) -> bool:
     """True for a PNG whose IHDR colour type is 3 (indexed colour)."""
     try:
@@ -189,7 +193,7 @@ def _is_palette_png(path: PathLike) -> bool:
             head = f.read(26)
     except OSError:
         return False
-    return head[:8] == b'\x89PNG\r\n\x1a\n' and head[12:16] == b'IHDR' and head[25] == 3
+    return head[:8] == _PNG_SIGNATURE and head[12:16] == b'IHDR' and head[25] == 3
 
 
 # --------------------------------------------------------------------------- writing
@@ -225,9 +229,6 @@ def label_edges(labels: np.ndarray) -> np.ndarray:
     edges[:, :-1] |= labels[:, 1:] != labels[:, :-1]
     edges[:-1] |= labels[1:] != labels[:-1]
     return edges
-
-
-_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 
 def png_with_text(png: bytes, text: Mapping[str, str]) -> bytes:
@@ -375,7 +376,7 @@ def image_size(path: PathLike) -> Tuple[int, int]:
             head = f.read(24)
     except OSError as e:
         raise ImageReadError(f'cannot read {path!r}: {e.strerror or e}') from None
-    if head[:8] == b'\x89PNG\r\n\x1a\n' and head[12:16] == b'IHDR':
+    if head[:8] == _PNG_SIGNATURE and head[12:16] == b'IHDR':
         return int.from_bytes(head[20:24], 'big'), int.from_bytes(head[16:20], 'big')
     return tuple(_decode(path).shape[:2])  # type: ignore[return-value]
 
