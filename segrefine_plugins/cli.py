@@ -324,18 +324,16 @@ def settings_stamp(cfg: Dict[str, Any], roi: Any, labels: bool, binary: bool) ->
     ckpt = cfg.get('checkpoint')
     if isinstance(ckpt, (str, os.PathLike)) and os.path.isfile(ckpt):
         refiner['checkpoint'] = 'sha256:' + _file_sha256(os.fspath(ckpt))
-    elif ckpt is None and cls.__name__ == 'CRMRefiner':
+    if cls.__name__ == 'CRMRefiner':   # the scales / work scale it will use when not given
         from .inference import crm
-        name = crm.default_weights_name(bool(cfg.get('soft_input', False)),
-                                        cfg.get('work_scale'))
-        path, arch = crm.default_weights(name)
-        refiner['checkpoint'] = 'sha256:' + _file_sha256(str(path))
-        refiner.setdefault('scales', _canonical(arch.get('scales', crm.PUBLISHED_SCALES)))
-        refiner.setdefault('work_scale', _canonical(arch.get('work_scale', 1.0)))
-    elif cls.__name__ == 'CRMRefiner':   # a checkpoint: the published scales, its own size
-        from .inference import crm
-        refiner.setdefault('scales', _canonical(crm.PUBLISHED_SCALES))
-        refiner.setdefault('work_scale', 1.0)
+        arch: Dict[str, Any] = {}
+        if ckpt is None:   # the shipped file it will load
+            path, arch = crm.default_weights(crm.default_weights_name(
+                bool(cfg.get('soft_input', False)), cfg.get('work_scale')))
+            refiner['checkpoint'] = 'sha256:' + _file_sha256(str(path))
+        scales, work_scale = crm.implicit_settings(arch, ckpt is None)
+        refiner.setdefault('scales', _canonical(scales))
+        refiner.setdefault('work_scale', _canonical(work_scale))
     fields = dataclasses.asdict(roi)
     if labels:
         mode = {k: _canonical(v) for k, v in fields.items() if k != 'roi_batch_size'}

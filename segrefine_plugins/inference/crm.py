@@ -118,6 +118,16 @@ def default_weights_name(soft_input: bool = False, work_scale: Optional[float] =
         else DEFAULT_WEIGHTS
 
 
+def implicit_settings(arch: Mapping[str, Any], shipped: bool
+                      ) -> Tuple[Sequence[float], float]:
+    """``(scales, work_scale)`` of a :class:`CRMRefiner` not given them: for the shipped
+    weights (``shipped``), the ones their sidecar ``arch`` names (the weights were trained for
+    them); for any other checkpoint, the published scales at the input's own size."""
+    if shipped:
+        return arch.get('scales', PUBLISHED_SCALES), arch.get('work_scale', 1.0)
+    return PUBLISHED_SCALES, 1.0
+
+
 def default_weights(name: str = 'crm_default',
                     weights_dir: Union[str, os.PathLike, None] = None) -> Tuple[Path, Dict[str, Any]]:
     """The shipped default CRM weights: ``(path of NAME.pth, architecture from NAME.json)``.
@@ -293,11 +303,11 @@ class CRMRefiner(Refiner):
         if work_scale is not None:
             work_scale = check_float('work_scale', work_scale, 1.0, MAX_WORK_SCALE)
         state, arch, source = self._load_state(checkpoint, work_scale)
-        if scales is None:  # the default weights' sidecar may name the scales they were made for
-            scales = arch.get('scales', PUBLISHED_SCALES) if checkpoint is None \
-                else PUBLISHED_SCALES
-        if work_scale is None:  # ... and the work scale they were trained for
-            work_scale = arch.get('work_scale', 1.0) if checkpoint is None else 1.0
+        implicit_scales, implicit_work_scale = implicit_settings(arch, checkpoint is None)
+        if scales is None:
+            scales = implicit_scales
+        if work_scale is None:
+            work_scale = implicit_work_scale
             try:
                 work_scale = check_float('work_scale', work_scale, 1.0, MAX_WORK_SCALE)
             except ValueError as e:
