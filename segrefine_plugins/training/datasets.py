@@ -227,9 +227,8 @@ class MaskPairDataset(Dataset):
             rng = self.generator(index)
             if self.scale_range is not None:
                 image, gt = random_rescale(image, gt, self.scale_range, rng)
-            crop = (self.crop_size if self.work_scale == 1.0
-                    else round(self.crop_size / self.work_scale))
-            image, gt = random_crop_flip(image, gt, crop, rng)
+            image, gt = random_crop_flip(image, gt, round(self.crop_size / self.work_scale),
+                                         rng)
             image = random_grayscale(color_jitter(image, rng), rng)
             if self.lowres_prob > 0 and rng.random() < self.lowres_prob:
                 factor = (self.lowres_factor if len(self.lowres_factors) == 1
