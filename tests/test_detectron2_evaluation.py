@@ -177,6 +177,22 @@ def test_ground_truth_model_soft_degrade_gives_float_instance_masks(dataset):
     assert 0 <= float(masks.min()) and float(masks.max()) <= 1
     assert ((masks > 0) & (masks < 1)).any()              # soft boundaries
     assert ((masks > 0.5) == hard['instances'].pred_masks).float().mean() > 0.99
+    # things point at their instance (PanopticFPN's instance_id), stuff probabilities sit in
+    # sem_seg channel category_id: the soft sources the wrapper reads for panoptic segments
+    infos, ids = soft['panoptic_seg'][1], soft['panoptic_seg'][0].numpy()
+    things = [s for s in infos if s['isthing']]
+    assert [s['instance_id'] for s in things] == list(range(len(things)))
+    for s in things:
+        inside = ids == s['id']
+        assert float(masks[s['instance_id']][torch.from_numpy(inside)].mean()) > 0.5
+    assert 'sem_seg' not in hard
+    sem = soft['sem_seg']
+    assert sem.dim() == 3 and tuple(sem.shape[1:]) == ids.shape
+    assert 0 <= float(sem.min()) and float(sem.max()) <= 1
+    stuff = [s for s in infos if not s['isthing']]
+    assert stuff
+    for s in stuff:
+        assert float(sem[s['category_id']][torch.from_numpy(ids == s['id'])].mean()) > 0.5
 
 
 def test_evaluate_float_masks_are_scored_as_binarised(dataset, cascadepsp_weights, tmp_path):

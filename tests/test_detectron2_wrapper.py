@@ -19,7 +19,8 @@ from detectron2.modeling import build_model  # noqa: E402
 
 from segrefine_plugins import build_refiner  # noqa: E402
 from segrefine_plugins.detectron2 import (SegRefineWrapper, add_segrefine_config,  # noqa: E402
-                                          image_for_refiner, wrap_model)
+                                          image_for_refiner, panoptic_soft_masks,
+                                          refine_panoptic, wrap_model)
 from segrefine_plugins.multiobject import refine_label_map  # noqa: E402
 
 
@@ -236,3 +237,60 @@ def test_bad_wrapper_arguments(plain):
         wrap_model(plain, object())
     with pytest.raises(ValueError, match='image_source'):
         wrap_model(plain, None, image_source='x')
+
+
+def _record_coarse_masks(refiner):
+    """Make ``refiner`` (this instance) append every coarse mask it is given to a list."""
+    seen = []
+    one, many = refiner.refine, refiner.refine_batch
+
+    def refine(image, mask):
+        seen.append(np.asarray(mask))
+        return one(image, mask)
+
+    def refine_batch(images, masks):
+        seen.extend(np.asarray(m) for m in masks)
+        return many(images, masks)
+
+    refiner.refine, refiner.refine_batch = refine, refine_batch
+    return seen
+
+
+def test_soft_coarse_panoptic_reads_sem_seg_and_float_instance_masks(plain, cascadepsp_weights,
+                                                                     inputs):
+    """A real PanopticFPN's panoptic segments with soft_coarse: stuff reads the softmax of its
+    sem_seg logits (channel category_id), things their instance's float mask (instance_id);
+    boolean masks (detectron2's pasted ones) stay hard."""
+    batch, img = inputs
+    refiner = build_refiner(dict(type='CascadePSP', checkpoint=str(cascadepsp_weights), L=96,
+                                 fast=True, soft_input=True))
+    model = wrap_model(plain, refiner, refine_instances=False, soft_coarse=True).eval()
+    with torch.no_grad():
+        raw = plain(batch)[0]
+    id_map, infos = raw['panoptic_seg']
+    assert any(not s['isthing'] for s in infos) and any(s['isthing'] for s in infos)
+    image = image_for_refiner(batch[0], 'BGR')
+    soft = panoptic_soft_masks(infos, image.shape[:2], raw['instances'], raw['sem_seg'])
+    probs = torch.softmax(raw['sem_seg'].float(), dim=0).numpy()
+    for info, m in zip(infos, soft):
+        if info['isthing']:
+            assert m is None                                  # bool pasted masks: hard
+        else:
+            np.testing.assert_allclose(m, probs[info['category_id']], rtol=1e-6, atol=1e-7)
+    seen = _record_coarse_masks(refiner)
+    out = model.refine_outputs(batch, [raw])[0]['panoptic_seg']
+    assert any(m.dtype == np.uint8 and ((m > 0) & (m < 255)).any() for m in seen), \
+        'the refiner got no soft coarse mask'
+    want = refine_panoptic(image, id_map, infos, refiner, model.roi_options, soft_masks=soft)
+    assert torch.equal(out[0], want[0]) and out[1] == want[1]
+    # a model that keeps its mask probabilities: things read them through instance_id
+    inst = raw['instances']
+    float_masks = inst.pred_masks.float() * 0.6 + 0.2         # probabilities, > 0.5 inside
+    soft_inst = type(inst)(inst.image_size, **{**inst.get_fields(), 'pred_masks': float_masks})
+    soft = panoptic_soft_masks(infos, image.shape[:2], soft_inst, raw['sem_seg'])
+    for info, m in zip(infos, soft):
+        if info['isthing']:
+            np.testing.assert_array_equal(m, float_masks[info['instance_id']].numpy())
+    out = model.refine_outputs(batch, [{**raw, 'instances': soft_inst}])[0]['panoptic_seg']
+    want = refine_panoptic(image, id_map, infos, refiner, model.roi_options, soft_masks=soft)
+    assert torch.equal(out[0], want[0]) and out[1] == want[1]

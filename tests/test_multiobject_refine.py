@@ -294,6 +294,33 @@ def test_segments_soft_masks_probabilities():
     assert out.rois == []
 
 
+def test_segments_soft_masks_list_with_hard_entries():
+    """A list of per-segment maps: None entries give that segment's hard mask (bool, as
+    without soft input), float entries their probabilities; nothing else changes."""
+    labels = scene()
+    image = paint(labels)
+    masks = np.stack([labels == 3, labels == 5])
+    soft = cv2.GaussianBlur(masks[1].astype(np.float32), (7, 7), 2)
+    refiner, hard_refiner = MaskEchoRefiner(), MaskEchoRefiner()
+    res = refine_segments(image, masks, refiner, soft_masks=[None, soft])
+    hard = refine_segments(image, masks, hard_refiner)
+    assert res.rois == hard.rois and len(refiner.masks) == 2
+    np.testing.assert_array_equal(refiner.masks[0], hard_refiner.masks[0])  # segment 0: hard
+    assert_soft_inputs(res.rois[1:], refiner.masks[1:], np.stack([soft, soft]))
+    # all-None: the hard result exactly
+    none = refine_segments(image, masks, MaskEchoRefiner(), soft_masks=[None, None])
+    np.testing.assert_array_equal(none.id_map, hard.id_map)
+    np.testing.assert_array_equal(none.confidence, hard.confidence)
+    with pytest.raises(ValueError, match='1 entries for 2 masks'):
+        refine_segments(image, masks, refiner, soft_masks=[soft])
+    with pytest.raises(ValueError, match=r'probs\[1\] .*differs'):
+        refine_segments(image, masks, refiner, soft_masks=[None, soft[:-1]])
+    with pytest.raises(ValueError, match=r'probs\[0\] must be finite'):
+        refine_segments(image, masks, refiner, soft_masks=[soft * np.nan, None])
+    with pytest.raises(ValueError, match=r'\(H, W\) float'):
+        refine_segments(image, masks, refiner, soft_masks=[soft[None], None])
+
+
 def test_label_map_bad_input():
     labels = scene()
     image = paint(labels)

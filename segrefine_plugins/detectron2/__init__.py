@@ -19,8 +19,10 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 from .config import add_segrefine_config, build_refiner_from_cfg, refiner_config
 from .instances import masks_to_bool, refine_instances
 from .panoptic import check_panoptic, refine_panoptic
+from .soft_coarse import panoptic_soft_masks, sem_seg_probs
 from .wrapper import SegRefineWrapper, image_for_refiner, wrap_model, wrapper_options
 
 __all__ = ['add_segrefine_config', 'build_refiner_from_cfg', 'refiner_config',
            'SegRefineWrapper', 'wrap_model', 'wrapper_options', 'image_for_refiner', 'refine_panoptic',
-           'check_panoptic', 'refine_instances', 'masks_to_bool']
+           'check_panoptic', 'refine_instances', 'masks_to_bool', 'panoptic_soft_masks',
+           'sem_seg_probs']

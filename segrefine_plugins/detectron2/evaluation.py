@@ -202,8 +202,9 @@ def format_table(raw: Dict[str, float], refined: Dict[str, float], label: str = 
 DEGRADE_HELP = ('lowresN: every segment down-sampled N x (area) and up-sampled (bilinear), '
                 'pixels take the segment of highest up-sampled score (a low-resolution '
                 'segmenter); lowresNsoft: the same, and instances.pred_masks are the things\' '
-                'up-sampled scores as float probabilities (for MODEL.SEGREFINE.SOFT_COARSE; '
-                'hard runs binarise them at MASK_THRESHOLD); perturb: every thing mask '
+                'up-sampled scores as float probabilities, sem_seg the stuff\'s (channel = '
+                'category_id), for MODEL.SEGREFINE.SOFT_COARSE (hard runs binarise the masks '
+                'at MASK_THRESHOLD); perturb: every thing mask '
                 'perturbed as in training (IoU target 0.8..1.0, seeded by the image id), freed '
                 'pixels take the largest stuff segment')
 
@@ -283,8 +284,11 @@ def degrade_id_map(ids: np.ndarray, infos: Sequence[Dict[str, Any]], spec: str,
 class GroundTruthModel(torch.nn.Module):
     """A stand-in "model" whose outputs are the ground truth of the inputs, optionally degraded.
 
-    ``panoptic_seg`` from ``pan_seg_file_name`` / ``segments_info`` (things scored 1.0) and
-    ``instances`` from the thing segments (full-size bool masks, boxes from the masks).
+    ``panoptic_seg`` from ``pan_seg_file_name`` / ``segments_info`` (things scored 1.0, with
+    PanopticFPN's ``instance_id``) and ``instances`` from the thing segments (full-size bool
+    masks, boxes from the masks). ``lowresNsoft`` adds the soft outputs a real segmenter has:
+    the things' float probabilities as ``pred_masks`` and ``sem_seg``, (C, H, W) stuff
+    probabilities in channel ``category_id`` (as PanopticFPN's ``sem_seg`` is indexed).
     ``degrade`` ('lowresN' / 'perturb', :func:`degrade_id_map`) turns the ground truth into a
     coarse segmenter's output first; segments that vanish are dropped from both outputs.
     """
@@ -324,8 +328,9 @@ class GroundTruthModel(torch.nn.Module):
                     continue
                 info = {'id': int(s['id']), 'isthing': bool(s['isthing']),
                         'category_id': int(s['category_id'])}
-                if info['isthing']:
+                if info['isthing']:   # instance_id: its index in instances (PanopticFPN's)
                     info['score'] = 1.0
+                    info['instance_id'] = sum(bool(t['isthing']) for t in infos)
                 infos.append(info)
             things = [s for s in infos if s['isthing']]
             if soft:   # float probabilities (things' up-sampled scores)
@@ -339,7 +344,16 @@ class GroundTruthModel(torch.nn.Module):
             inst.pred_boxes = BitMasks(masks > 0.5 if soft else masks).get_bounding_boxes()
             inst.scores = torch.ones(len(things))
             inst.pred_classes = torch.tensor([s['category_id'] for s in things], dtype=torch.int64)
-            outputs.append({'panoptic_seg': (torch.from_numpy(ids), infos), 'instances': inst})
+            out = {'panoptic_seg': (torch.from_numpy(ids), infos), 'instances': inst}
+            if soft:   # stuff: per-category probabilities, channel = category_id (PanopticFPN)
+                sem = np.zeros((1 + max(s['category_id'] for s in infos),) + ids.shape,
+                               dtype=np.float32) if infos else np.zeros((1,) + ids.shape,
+                                                                        dtype=np.float32)
+                for s in infos:
+                    if not s['isthing']:
+                        sem[s['category_id']] += soft[s['id']]
+                out['sem_seg'] = torch.from_numpy(np.clip(sem, 0.0, 1.0))
+            outputs.append(out)
         return outputs
 
 

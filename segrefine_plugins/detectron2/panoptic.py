@@ -82,6 +82,7 @@ def check_panoptic(id_map: IdMap, segments_info: Any,
 def refine_panoptic(image: np.ndarray, id_map: IdMap, segments_info: Sequence[Dict[str, Any]],
                     refiner: Refiner, options: Union[RoiOptions, Mapping[str, Any], None] = None,
                     stats: Optional[Callable[[int, int], None]] = None,
+                    soft_masks: Optional[Sequence[Optional[np.ndarray]]] = None,
                     **option_overrides: Any) -> Tuple[IdMap, List[Dict[str, Any]]]:
     """Refine every segment of a panoptic output and fuse them.
 
@@ -96,6 +97,11 @@ def refine_panoptic(image: np.ndarray, id_map: IdMap, segments_info: Sequence[Di
             <= ``min_area`` pixels are not refined but may still lose pixels to a refined
             neighbour), ``stuff_scale``, ``max_upscale``, ``roi_batch_size``, the gate.
         stats: called with (segments refined, segments the do-no-harm gate kept coarse).
+        soft_masks: optional soft coarse input, aligned with ``segments_info``: per segment an
+            (H, W) float probability map in [0, 1] or None (hard), e.g.
+            :func:`~segrefine_plugins.detectron2.soft_coarse.panoptic_soft_masks`. Only a
+            refiner with ``soft_input=True`` reads the values; ROIs, the gate and the fusion
+            still come from the id map.
 
     Returns:
         ``(id_map, segments_info)``: the id map in the input's type, dtype and device, and new
@@ -112,7 +118,8 @@ def refine_panoptic(image: np.ndarray, id_map: IdMap, segments_info: Sequence[Di
         res = refine_segments(image, masks, refiner, RoiOptions.from_any(
                                   options, **option_overrides), ids=ids.tolist(),
                               is_stuff=[not bool(s['isthing']) for s in infos],
-                              fuse=True, background_id=0, fallback=arr)
+                              fuse=True, background_id=0, fallback=arr,
+                              soft_masks=None if soft_masks is None else list(soft_masks))
         if stats is not None:  # (segments refined, segments the gate kept coarse)
             stats(len({i for i, _ in res.rois}), len(res.gated))
         refined = res.id_map

@@ -27,9 +27,11 @@ detectron2's ``read_image``, EXIF orientation applied) when it exists and has th
 **Soft coarse input** (``soft_coarse=True``, opt-in): where the inner model's output carries
 probabilities, the refiner gets them instead of the hard mask: ``sem_seg`` (the softmax over
 its C scores when they are logits, as detectron2's SemanticSegmentor and PanopticFPN give;
-scores all in [0, 1] are read as probabilities) and float ``instances.pred_masks``. Panoptic
-segments and boolean masks (detectron2's usual pasted masks) carry none and stay hard. Needs a
-refiner built with ``soft_input=True`` and ``mask_threshold=0.5``.
+scores all in [0, 1] are read as probabilities), float ``instances.pred_masks``, and the
+``panoptic_seg`` segments that have a source in the same output (a thing: its instance's float
+mask through ``instance_id``; a stuff segment: the ``sem_seg`` probability of its
+``category_id``; :mod:`.soft_coarse`). Boolean masks (detectron2's usual pasted masks) carry
+none and stay hard. Needs a refiner built with ``soft_input=True`` and ``mask_threshold=0.5``.
 """
 from __future__ import annotations
 
@@ -51,7 +53,8 @@ from ..threads import configure_threads
 from .config import IMAGE_SOURCES, build_refiner_from_cfg
 from .distributed import unwrap_parallel
 from .instances import refine_instances
-from .panoptic import refine_panoptic
+from .panoptic import check_panoptic, refine_panoptic
+from .soft_coarse import panoptic_soft_masks, sem_seg_probs
 
 _INNER = 'model.'
 
@@ -295,8 +298,12 @@ class SegRefineWrapper(nn.Module):
         new = dict(out)
         if 'panoptic_seg' in todo:
             id_map, infos = out['panoptic_seg']
+            soft = panoptic_soft_masks(
+                check_panoptic(id_map, infos, image.shape[:2])[1], image.shape[:2],
+                out.get('instances'), out.get('sem_seg')) if self.soft_coarse else None
             new['panoptic_seg'] = refine_panoptic(image, id_map, infos, self.refiner,
-                                                  self.roi_options, stats=self._count)
+                                                  self.roi_options, stats=self._count,
+                                                  soft_masks=soft)
         if 'instances' in todo:
             new['instances'] = refine_instances(
                 image, out['instances'], self.refiner, options=self.roi_options,
@@ -323,14 +330,7 @@ class SegRefineWrapper(nn.Module):
             raise ValueError(f'sem_seg must be a (C, H, W) tensor of the image size '
                              f'{image.shape[:2]}, got {getattr(scores, "shape", None)}')
         labels = scores.argmax(dim=0).cpu().numpy().astype(np.int64)
-        probs = None
-        if self.soft_coarse:
-            x = scores.detach().float()
-            if not torch.isfinite(x).all():
-                raise ValueError('sem_seg holds NaN / inf scores')
-            if float(x.min()) < 0.0 or float(x.max()) > 1.0:    # logits
-                x = torch.softmax(x, dim=0)
-            probs = x.cpu().numpy()
+        probs = sem_seg_probs(scores) if self.soft_coarse else None
         res = refine_label_map(image, labels, self.refiner,
                                self.roi_options.replace(ignore_index=None), probs=probs)
         self._count(len(res.rois), res.gated)

@@ -247,39 +247,58 @@ class SoftCoarse:
     Args:
         probs: (C, H, W) float in [0, 1] (C > every class id refined), e.g. the softmax of
             mmseg's ``seg_logits``; or, with ``by_index``, (N, H, W): one probability map per
-            segment of a segment list (e.g. detectron2's float ``pred_masks``).
+            segment of a segment list (e.g. detectron2's float ``pred_masks``), or a list of N
+            entries, each an (H, W) float map in [0, 1] (views of other arrays: nothing is
+            copied) or None (that segment has no soft values: its ROIs get their hard mask).
         kernel_size: the disk kernel the ROI's component is grown by (RoiOptions.kernel_size).
         shape: (H, W) of the label map the ROIs come from.
         by_index: the map of an ROI is ``probs[roi.index]`` (segments) instead of
             ``probs[roi.label]`` (class ids of a label map).
     """
 
-    def __init__(self, probs: np.ndarray, kernel_size: int, shape: Tuple[int, int],
-                 by_index: bool = False) -> None:
-        if not isinstance(probs, np.ndarray) or probs.ndim != 3 or \
-                probs.dtype.kind != 'f':
-            raise ValueError(f'probs must be a (C, H, W) float array, got '
-                             f'{getattr(probs, "shape", type(probs).__name__)} '
-                             f'{getattr(probs, "dtype", "")}')
-        if probs.shape[1:] != tuple(shape):
-            raise ValueError(f'probs {probs.shape[1]}x{probs.shape[2]} differs from the label '
-                             f'map {shape[0]}x{shape[1]}')
-        if not np.isfinite(probs).all() or probs.min() < 0 or probs.max() > 1:
-            raise ValueError('probs must be finite probabilities in [0, 1]')
-        self.probs = probs
-        self.kernel = disk_kernel(kernel_size)
+    def __init__(self, probs: Union[np.ndarray, Sequence[Optional[np.ndarray]]],
+                 kernel_size: int, shape: Tuple[int, int], by_index: bool = False) -> None:
         self.by_index = bool(by_index)
+        if self.by_index and isinstance(probs, (list, tuple)):
+            maps: List[Optional[np.ndarray]] = list(probs)
+            for i, p in enumerate(maps):
+                if p is not None:
+                    _check_probs(p, shape, f'probs[{i}]', ndim=2)
+        else:
+            _check_probs(probs, shape, 'probs', ndim=3)
+            maps = probs  # type: ignore[assignment]
+        self.probs = maps
+        self.kernel = disk_kernel(kernel_size)
 
     def mask(self, roi: Roi) -> np.ndarray:
-        """(h, w) uint8 0..255: the ROI's soft coarse mask."""
+        """(h, w) uint8 0..255 (bool for a segment without soft values): the ROI's coarse
+        mask."""
         channel = roi.index if self.by_index else roi.label
-        if not 0 <= channel < self.probs.shape[0]:
+        if not 0 <= channel < len(self.probs):
             raise ValueError(f'{"segment" if self.by_index else "class"} {channel} has no '
-                             f'probability map (probs has {self.probs.shape[0]})')
+                             f'probability map (probs has {len(self.probs)})')
+        source = self.probs[channel]
+        if source is None:
+            return roi.mask
         y0, y1, x0, x1 = roi.box
         region = cv2.dilate(roi.mask.astype(np.uint8), self.kernel) > 0
-        p = np.where(region, self.probs[channel, y0:y1, x0:x1], 0.0)
+        p = np.where(region, source[y0:y1, x0:x1], 0.0)
         return np.rint(p * 255.0).astype(np.uint8)
+
+
+def _check_probs(probs: Any, shape: Tuple[int, int], name: str, ndim: int) -> None:
+    """Raise ValueError unless ``probs`` is a float array of ``ndim`` dims whose last two are
+    ``shape``, finite, in [0, 1]."""
+    if not isinstance(probs, np.ndarray) or probs.ndim != ndim or probs.dtype.kind != 'f':
+        want = '(C, H, W)' if ndim == 3 else '(H, W)'
+        raise ValueError(f'{name} must be a {want} float array, got '
+                         f'{getattr(probs, "shape", type(probs).__name__)} '
+                         f'{getattr(probs, "dtype", "")}')
+    if probs.shape[-2:] != tuple(shape):
+        raise ValueError(f'{name} {probs.shape[-2]}x{probs.shape[-1]} differs from the label '
+                         f'map {shape[0]}x{shape[1]}')
+    if not np.isfinite(probs).all() or probs.min() < 0 or probs.max() > 1:
+        raise ValueError(f'{name} must be finite probabilities in [0, 1]')
 
 
 def refine_label_map(image: np.ndarray, labels: np.ndarray, refiner: Refiner,
@@ -429,8 +448,9 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner,
         split_components: split each segment into the published components first.
         return_probs: also return (N, H, W) float32 probabilities (memory: 4 N H W bytes).
         soft_masks: optional (N, H, W) float probabilities in [0, 1] of the segments (a
-            segmenter's soft output, e.g. float ``pred_masks``): each ROI's coarse mask is then
-            its segment's probability (:class:`SoftCoarse` with ``by_index``) instead of the
+            segmenter's soft output, e.g. float ``pred_masks``), or a list of N (H, W) float
+            maps / None (segments without soft values): each ROI's coarse mask is then its
+            segment's probability (:class:`SoftCoarse` with ``by_index``) instead of the
             0 / 255 mask. Opt-in; only a refiner with ``soft_input=True`` reads the values.
             ROIs, the gate and the fusion still come from ``masks``.
         **option_overrides: RoiOptions fields that replace those of ``options``.
@@ -452,10 +472,13 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner,
     count = masks.shape[0]
     soft = None
     if soft_masks is not None:
-        if not isinstance(soft_masks, np.ndarray) or soft_masks.shape != masks.shape:
+        if isinstance(soft_masks, (list, tuple)):
+            if len(soft_masks) != count:
+                raise ValueError(f'soft_masks has {len(soft_masks)} entries for {count} masks')
+        elif not isinstance(soft_masks, np.ndarray) or soft_masks.shape != masks.shape:
             raise ValueError(f'soft_masks must be a numpy array of the masks\' shape '
-                             f'{masks.shape}, got {type(soft_masks).__name__} '
-                             f'{getattr(soft_masks, "shape", "")}')
+                             f'{masks.shape} or a list of {count} maps, got '
+                             f'{type(soft_masks).__name__} {getattr(soft_masks, "shape", "")}')
         if count:
             soft = SoftCoarse(soft_masks, opts.kernel_size, shape, by_index=True)
     background_id = int(background_id)
