@@ -18,7 +18,7 @@ H, W = 20, 24
 INFOS = [{'id': 7, 'isthing': True, 'category_id': 0, 'instance_id': 1},
          {'id': 4, 'isthing': True, 'category_id': 2, 'instance_id': 0},
          {'id': 3, 'isthing': False, 'category_id': 5},
-         {'id': 9, 'isthing': False, 'category_id': 40}]     # no sem_seg channel: hard
+         {'id': 9, 'isthing': False}]                       # no category: hard
 
 
 def _instances(masks):
@@ -42,6 +42,18 @@ def test_sem_seg_probs_softmax_of_logits_probabilities_as_they_are(sources):
     np.testing.assert_allclose(p.sum(0), 1.0, rtol=1e-5)
     q = torch.softmax(logits, 0)
     np.testing.assert_array_equal(sem_seg_probs(q), q.numpy())
+    # only some channels: the same values, without the others' probabilities
+    np.testing.assert_allclose(sem_seg_probs(logits, [5, 1]), p[[5, 1]], rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(sem_seg_probs(q, [2]), q[[2]].numpy())
+    # MaskFormer-style scores (>= 0, sums of class x mask products may exceed 1): clipped,
+    # not squashed by a softmax
+    over = q.clone()
+    over[0, 0, 0] = 1.7
+    got = sem_seg_probs(over)
+    assert got[0, 0, 0] == 1.0
+    np.testing.assert_array_equal(got[:, 1:], q[:, 1:].numpy())
+    with pytest.raises(ValueError, match=r'6 channels, asked for \[6\]'):
+        sem_seg_probs(logits, [6])
     with pytest.raises(ValueError, match='NaN'):
         sem_seg_probs(logits * float('nan'))
     with pytest.raises(ValueError, match=r'\(C, H, W\)'):
@@ -54,7 +66,7 @@ def test_panoptic_soft_masks_sources(sources):
     assert len(out) == len(INFOS)
     np.testing.assert_array_equal(out[0], probs[1].numpy())     # instance_id 1
     np.testing.assert_array_equal(out[1], probs[0].numpy())
-    np.testing.assert_allclose(out[2], torch.softmax(logits, 0)[5].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(out[2], torch.softmax(logits, 0)[5].numpy(), rtol=1e-5, atol=1e-7)
     assert out[3] is None
     # a thing without instance_id stays hard; (N, 1, H, W) masks are read too
     infos = [
@@ -76,7 +88,7 @@ def test_panoptic_soft_masks_none_without_soft_values(sources):
 
 def test_panoptic_soft_masks_bad_input(sources):
     probs, logits = sources
-    with pytest.raises(ValueError, match='instance_id 1 but the output has 1 instances'):
+    with pytest.raises(ValueError, match=r'instance_id \[1\] but the output has 1 instances'):
         panoptic_soft_masks(INFOS, (H, W), _instances(probs[:1]), None)
     with pytest.raises(ValueError, match='pred_masks are 20x24 but the panoptic map is 20x25'):
         panoptic_soft_masks(INFOS, (H, W + 1), _instances(probs), None)
@@ -85,3 +97,8 @@ def test_panoptic_soft_masks_bad_input(sources):
         panoptic_soft_masks(INFOS, (H, W), None, logits[:, :-1])
     with pytest.raises(ValueError, match='probabilities in \\[0, 1\\]'):
         panoptic_soft_masks(INFOS, (H, W), _instances(probs * 3), None)
+    # a stuff class beyond the channels: the model numbers its classes otherwise
+    bad = INFOS[:3] + [{'id': 9, 'isthing': False, 'category_id': 40}]
+    with pytest.raises(ValueError, match=r'category_id \[40\] but sem_seg has 6 channels'):
+        panoptic_soft_masks(bad, (H, W), None, logits)
+    assert panoptic_soft_masks(bad, (H, W), _instances(probs), None) is not None  # no sem_seg

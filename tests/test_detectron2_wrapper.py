@@ -291,6 +291,9 @@ def test_soft_coarse_panoptic_reads_sem_seg_and_float_instance_masks(plain, casc
     for info, m in zip(infos, soft):
         if info['isthing']:
             np.testing.assert_array_equal(m, float_masks[info['instance_id']].numpy())
+    seen.clear()
     out = model.refine_outputs(batch, [{**raw, 'instances': soft_inst}])[0]['panoptic_seg']
+    assert any(m.dtype == np.uint8 and (m == 204).any() and (m == 51).any() for m in seen), \
+        'no thing ROI got its float mask (0.8 inside / 0.2 outside = 204 / 51 of 255)'
     want = refine_panoptic(image, id_map, infos, refiner, model.roi_options, soft_masks=soft)
     assert torch.equal(out[0], want[0]) and out[1] == want[1]

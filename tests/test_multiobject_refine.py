@@ -311,6 +311,15 @@ def test_segments_soft_masks_list_with_hard_entries():
     none = refine_segments(image, masks, MaskEchoRefiner(), soft_masks=[None, None])
     np.testing.assert_array_equal(none.id_map, hard.id_map)
     np.testing.assert_array_equal(none.confidence, hard.confidence)
+    # a tuple works as a list
+    tup = refine_segments(image, masks, MaskEchoRefiner(), soft_masks=(None, soft))
+    np.testing.assert_array_equal(tup.confidence, res.confidence)
+    # a soft map with nothing above 0.5 in the ROI (a multi-class softmax whose winner is
+    # below 0.5): the hard mask, not an "empty" input the refiner would answer with zeros
+    low_refiner = MaskEchoRefiner()
+    low = refine_segments(image, masks, low_refiner, soft_masks=[None, soft * 0.4])
+    np.testing.assert_array_equal(low_refiner.masks[1], hard_refiner.masks[1])
+    np.testing.assert_array_equal(low.id_map, hard.id_map)
     with pytest.raises(ValueError, match='1 entries for 2 masks'):
         refine_segments(image, masks, refiner, soft_masks=[soft])
     with pytest.raises(ValueError, match=r'probs\[1\] .*differs'):

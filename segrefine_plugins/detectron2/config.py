@@ -102,7 +102,7 @@ def add_segrefine_config(cfg: Any) -> None:
     _C.IMAGE_SOURCE = 'auto'
     # Soft coarse input (opt-in, changes numbers): the refiner gets the model's probabilities
     # instead of its argmax / threshold where the output has them: 'sem_seg' (softmax of
-    # logits; scores all in [0, 1] are taken as probabilities) and float
+    # logits; scores without a negative value are probabilities, clipped to 1) and float
     # 'instances.pred_masks' (MASK_THRESHOLD must be 0.5), and panoptic segments with a
     # source in the same output (things: their instance's float mask via 'instance_id';
     # stuff: the 'sem_seg' probability of their 'category_id'); boolean masks stay hard.

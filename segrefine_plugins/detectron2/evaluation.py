@@ -352,7 +352,7 @@ class GroundTruthModel(torch.nn.Module):
                 for s in infos:
                     if not s['isthing']:
                         sem[s['category_id']] += soft[s['id']]
-                out['sem_seg'] = torch.from_numpy(np.clip(sem, 0.0, 1.0))
+                out['sem_seg'] = torch.from_numpy(np.clip(sem, 0.0, 1.0, out=sem))
             outputs.append(out)
         return outputs
 

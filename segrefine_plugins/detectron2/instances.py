@@ -18,7 +18,7 @@ convention; an empty mask gets (0, 0, 0, 0)).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -65,9 +65,11 @@ def masks_to_bool(pred_masks: Any, shape: Tuple[int, int],
     return masks != 0
 
 
-def soft_mask_probs(pred_masks: Any) -> Optional[np.ndarray]:
-    """Float ``pred_masks`` -> (N, H, W) float32 probabilities in [0, 1]; None for boolean /
-    integer masks (BitMasks included), which carry no soft values.
+def soft_mask_probs(pred_masks: Any, indices: Optional[Sequence[int]] = None
+                    ) -> Optional[np.ndarray]:
+    """Float ``pred_masks`` -> (N, H, W) float32 probabilities in [0, 1] (with ``indices``:
+    only those masks, in that order); None for boolean / integer masks (BitMasks included),
+    which carry no soft values.
 
     Raises:
         ValueError: NaN / inf, or values outside [0, 1] (beyond 1e-3 of rounding).
@@ -75,6 +77,8 @@ def soft_mask_probs(pred_masks: Any) -> Optional[np.ndarray]:
     masks = _mask_tensor(pred_masks)
     if not isinstance(masks, torch.Tensor) or not masks.is_floating_point():
         return None
+    if indices is not None:
+        masks = masks[torch.as_tensor(list(indices), dtype=torch.long, device=masks.device)]
     arr = masks.detach().float().cpu().numpy()
     if not np.isfinite(arr).all():
         raise ValueError('pred_masks hold NaN / inf values')

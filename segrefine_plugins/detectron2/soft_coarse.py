@@ -8,7 +8,8 @@ Used by :class:`~segrefine_plugins.detectron2.wrapper.SegRefineWrapper` with
   (:func:`panoptic_soft_masks`): a thing segment reads its instance's float mask
   (``instances.pred_masks[segment['instance_id']]``), a stuff segment its class's ``sem_seg``
   probability (``category_id`` indexes the ``sem_seg`` channels, as in PanopticFPN's and
-  MaskFormer's outputs); segments without such a source stay hard.
+  MaskFormer's outputs); segments without such a source stay hard. A segment whose map has
+  no value above 0.5 in its ROI gets its hard mask (:class:`..multiobject.refine.SoftCoarse`).
 """
 from __future__ import annotations
 
@@ -20,24 +21,39 @@ import torch
 from .instances import soft_mask_probs
 
 
-def sem_seg_probs(scores: torch.Tensor) -> np.ndarray:
-    """(C, H, W) ``sem_seg`` scores -> (C, H, W) float32 probabilities in [0, 1].
+def sem_seg_probs(scores: torch.Tensor,
+                  channels: Optional[Sequence[int]] = None) -> np.ndarray:
+    """(C, H, W) ``sem_seg`` scores -> (C, H, W) float32 probabilities in [0, 1] (with
+    ``channels``: only those, ``(len(channels), H, W)``, computed without the other channels'
+    probabilities: memory ``4 len(channels) H W`` bytes instead of ``4 C H W``).
 
-    Scores outside [0, 1] are logits (detectron2's SemanticSegmentor, PanopticFPN): softmax
-    over C. Scores all in [0, 1] are read as probabilities as they are (MaskFormer-style).
+    Scores with a negative value are logits (detectron2's SemanticSegmentor, PanopticFPN):
+    softmax over all C. Scores all >= 0 are probabilities (MaskFormer-style class x mask
+    products, whose sums may exceed 1 where queries overlap: clipped to 1).
 
     Raises:
-        ValueError: not a 3-d tensor, or NaN / inf scores.
+        ValueError: not a 3-d tensor, NaN / inf scores, a channel outside 0..C-1.
     """
     if not isinstance(scores, torch.Tensor) or scores.dim() != 3:
         raise ValueError(f'sem_seg must be a (C, H, W) tensor, got '
                          f'{getattr(scores, "shape", type(scores).__name__)}')
-    x = scores.detach().float()
+    x = scores.detach()
     if not torch.isfinite(x).all():
         raise ValueError('sem_seg holds NaN / inf scores')
-    if float(x.min()) < 0.0 or float(x.max()) > 1.0:    # logits
-        x = torch.softmax(x, dim=0)
-    return x.cpu().numpy()
+    picked = None
+    if channels is not None:
+        picked = [int(c) for c in channels]
+        bad = [c for c in picked if not 0 <= c < x.shape[0]]
+        if bad:
+            raise ValueError(f'sem_seg has {x.shape[0]} channels, asked for {bad}')
+    logits = float(x.min()) < 0.0
+    if picked is None:
+        out = torch.softmax(x.float(), dim=0) if logits else x.float().clamp(max=1.0)
+    elif logits:
+        out = torch.exp(x[picked].float() - torch.logsumexp(x.float(), dim=0)[None])
+    else:
+        out = x[picked].float().clamp(max=1.0)
+    return out.cpu().numpy()
 
 
 def panoptic_soft_masks(segments_info: Sequence[Dict[str, Any]], shape: Tuple[int, int],
@@ -51,46 +67,60 @@ def panoptic_soft_masks(segments_info: Sequence[Dict[str, Any]], shape: Tuple[in
         shape: (H, W) of the panoptic id map.
         instances: the same output's ``instances`` (or None); only float ``pred_masks``
             (probabilities) carry soft values.
-        sem_seg: the same output's (C, H, W) ``sem_seg`` scores (or None).
+        sem_seg: the same output's (C, H, W) ``sem_seg`` scores (or None); channel
+            ``category_id`` is a stuff segment's class (:func:`sem_seg_probs`).
 
     Returns:
         None when no segment has soft values; else a list aligned with ``segments_info``:
-        an (H, W) float32 map in [0, 1] (a view: ``instances``' probabilities or ``sem_seg``'s
-        softmax, computed once) or None (the segment stays hard).
+        an (H, W) float32 map in [0, 1] or None (the segment stays hard). Maps are computed
+        once per referenced instance / stuff class (float32 copies; memory 4 H W bytes each)
+        and shared by the segments that reference them.
 
     Raises:
-        ValueError: a thing's ``instance_id`` outside the instances, maps of another size than
+        ValueError: a thing's ``instance_id`` outside the instances, a stuff ``category_id``
+            outside ``sem_seg``'s channels (the model numbers its classes otherwise than its
+            channels: soft input would read another class), maps of another size than
             ``shape``, probabilities outside [0, 1], NaN / inf scores.
     """
-    things: Optional[np.ndarray] = None
-    if instances is not None and hasattr(instances, 'has') and instances.has('pred_masks'):
-        things = soft_mask_probs(instances.pred_masks)
-        if things is not None and things.shape[1:] != tuple(shape):
-            raise ValueError(f'instances.pred_masks are {things.shape[1]}x{things.shape[2]} '
-                             f'but the panoptic map is {shape[0]}x{shape[1]}')
-    stuff: Optional[np.ndarray] = None
-    if sem_seg is not None:
+    things: Dict[int, np.ndarray] = {}
+    wanted = sorted({int(s['instance_id']) for s in segments_info
+                     if s['isthing'] and s.get('instance_id') is not None})
+    if wanted and instances is not None and hasattr(instances, 'has') and \
+            instances.has('pred_masks'):
+        count = len(instances)
+        bad = [k for k in wanted if not 0 <= k < count]
+        if bad:
+            raise ValueError(f'segments have instance_id {bad} but the output has {count} '
+                             f'instances')
+        probs = soft_mask_probs(instances.pred_masks, wanted)
+        if probs is not None:
+            if probs.shape[1:] != tuple(shape):
+                raise ValueError(f'instances.pred_masks are {probs.shape[1]}x{probs.shape[2]} '
+                                 f'but the panoptic map is {shape[0]}x{shape[1]}')
+            things = dict(zip(wanted, probs))
+    stuff: Dict[int, np.ndarray] = {}
+    classes = sorted({int(s['category_id']) for s in segments_info
+                      if not s['isthing'] and s.get('category_id') is not None})
+    if sem_seg is not None and classes:
         if not isinstance(sem_seg, torch.Tensor) or sem_seg.dim() != 3 or \
                 tuple(sem_seg.shape[1:]) != tuple(shape):
             raise ValueError(f'sem_seg must be a (C, H, W) tensor of the panoptic map\'s size '
                              f'{tuple(shape)}, got {getattr(sem_seg, "shape", None)}')
-        if any(not s['isthing'] and 'category_id' in s for s in segments_info):
-            stuff = sem_seg_probs(sem_seg)
+        bad = [c for c in classes if not 0 <= c < sem_seg.shape[0]]
+        if bad:
+            raise ValueError(f'stuff segments have category_id {bad} but sem_seg has '
+                             f'{sem_seg.shape[0]} channels: soft input reads channel '
+                             f'category_id (PanopticFPN / MaskFormer numbering)')
+        stuff = dict(zip(classes, sem_seg_probs(sem_seg, classes)))
     out: List[Optional[np.ndarray]] = []
     for info in segments_info:
-        source = None
-        if info['isthing'] and things is not None and 'instance_id' in info:
-            k = int(info['instance_id'])
-            if not 0 <= k < things.shape[0]:
-                raise ValueError(f'segment {info["id"]} has instance_id {k} but the output has '
-                                 f'{things.shape[0]} instances')
-            source = things[k]
-        elif not info['isthing'] and stuff is not None and 'category_id' in info:
-            c = int(info['category_id'])
-            if 0 <= c < stuff.shape[0]:
-                source = stuff[c]
-        out.append(source)
-    return out if any(s is not None for s in out) else None
+        if info['isthing']:
+            k = info.get('instance_id')
+            out.append(None if k is None else things.get(int(k)))
+        else:
+            c = info.get('category_id')
+            out.append(None if c is None else stuff.get(int(c)))
+    return out if any(m is not None for m in out) else None
 
 
 __all__ = ['sem_seg_probs', 'panoptic_soft_masks']

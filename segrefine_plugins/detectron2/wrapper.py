@@ -27,8 +27,8 @@ detectron2's ``read_image``, EXIF orientation applied) when it exists and has th
 **Soft coarse input** (``soft_coarse=True``, opt-in): where the inner model's output carries
 probabilities, the refiner gets them instead of the hard mask: ``sem_seg`` (the softmax over
 its C scores when they are logits, as detectron2's SemanticSegmentor and PanopticFPN give;
-scores all in [0, 1] are read as probabilities), float ``instances.pred_masks``, and the
-``panoptic_seg`` segments that have a source in the same output (a thing: its instance's float
+scores without a negative value are probabilities, clipped to 1), float
+``instances.pred_masks``, and the ``panoptic_seg`` segments that have a source in the same output (a thing: its instance's float
 mask through ``instance_id``; a stuff segment: the ``sem_seg`` probability of its
 ``category_id``; :mod:`.soft_coarse`). Boolean masks (detectron2's usual pasted masks) carry
 none and stay hard. Needs a refiner built with ``soft_input=True`` and ``mask_threshold=0.5``.
@@ -323,7 +323,8 @@ class SegRefineWrapper(nn.Module):
 
         The scores' soft values are not kept: downstream ``argmax`` gives the refined labels.
         With ``soft_coarse`` the ROIs' coarse masks are the scores' softmax (logits), or the
-        scores themselves when all lie in [0, 1] (probabilities, e.g. MaskFormer's).
+        scores themselves (clipped to 1) when none is negative (probabilities, e.g.
+        MaskFormer's): :func:`.soft_coarse.sem_seg_probs`.
         """
         if not isinstance(scores, torch.Tensor) or scores.dim() != 3 or \
                 tuple(scores.shape[1:]) != tuple(image.shape[:2]):

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from ..inference.base import Refiner, check_image
+from ..masks import REFINE_FOREGROUND_ABOVE
 from .components import (Box, Roi, check_binary_mask, check_label_map, disk_kernel,
                          ensure_min_size, label_map_rois, segment_rois)
 from .fusion import ModifiedArgmax
@@ -259,11 +260,14 @@ class SoftCoarse:
     def __init__(self, probs: Union[np.ndarray, Sequence[Optional[np.ndarray]]],
                  kernel_size: int, shape: Tuple[int, int], by_index: bool = False) -> None:
         self.by_index = bool(by_index)
-        if self.by_index and isinstance(probs, (list, tuple)):
+        #: per-map values still to check (list form: each map's values are checked in the
+        #: ROIs that read them, not over the whole image per segment)
+        self._lazy = self.by_index and isinstance(probs, (list, tuple))
+        if self._lazy:
             maps: List[Optional[np.ndarray]] = list(probs)
             for i, p in enumerate(maps):
                 if p is not None:
-                    _check_probs(p, shape, f'probs[{i}]', ndim=2)
+                    _check_probs(p, shape, f'probs[{i}]', ndim=2, values=False)
         else:
             _check_probs(probs, shape, 'probs', ndim=3)
             maps = probs  # type: ignore[assignment]
@@ -271,8 +275,12 @@ class SoftCoarse:
         self.kernel = disk_kernel(kernel_size)
 
     def mask(self, roi: Roi) -> np.ndarray:
-        """(h, w) uint8 0..255 (bool for a segment without soft values): the ROI's coarse
-        mask."""
+        """(h, w) uint8 0..255 (bool where the hard mask is used): the ROI's coarse mask.
+
+        The ROI's hard mask is used for a segment without soft values (None), and where the
+        soft map has no pixel above 0.5 (127 of 255) in the ROI while the hard mask has some:
+        a refiner treats such a mask as empty and returns zeros, which would drop an object
+        the argmax kept (a multi-class softmax often has its winner below 0.5)."""
         channel = roi.index if self.by_index else roi.label
         if not 0 <= channel < len(self.probs):
             raise ValueError(f'{"segment" if self.by_index else "class"} {channel} has no '
@@ -281,14 +289,20 @@ class SoftCoarse:
         if source is None:
             return roi.mask
         y0, y1, x0, x1 = roi.box
+        crop = source[y0:y1, x0:x1]
+        if self._lazy:
+            _check_probs(crop, crop.shape, f'probs[{channel}]', ndim=2)
         region = cv2.dilate(roi.mask.astype(np.uint8), self.kernel) > 0
-        p = np.where(region, source[y0:y1, x0:x1], 0.0)
-        return np.rint(p * 255.0).astype(np.uint8)
+        out = np.rint(np.where(region, crop, 0.0) * 255.0).astype(np.uint8)
+        if not (out > REFINE_FOREGROUND_ABOVE).any() and roi.mask.any():
+            return roi.mask
+        return out
 
 
-def _check_probs(probs: Any, shape: Tuple[int, int], name: str, ndim: int) -> None:
+def _check_probs(probs: Any, shape: Tuple[int, int], name: str, ndim: int,
+                 values: bool = True) -> None:
     """Raise ValueError unless ``probs`` is a float array of ``ndim`` dims whose last two are
-    ``shape``, finite, in [0, 1]."""
+    ``shape`` (and, with ``values``, finite, in [0, 1])."""
     if not isinstance(probs, np.ndarray) or probs.ndim != ndim or probs.dtype.kind != 'f':
         want = '(C, H, W)' if ndim == 3 else '(H, W)'
         raise ValueError(f'{name} must be a {want} float array, got '
@@ -297,7 +311,8 @@ def _check_probs(probs: Any, shape: Tuple[int, int], name: str, ndim: int) -> No
     if probs.shape[-2:] != tuple(shape):
         raise ValueError(f'{name} {probs.shape[-2]}x{probs.shape[-1]} differs from the label '
                          f'map {shape[0]}x{shape[1]}')
-    if not np.isfinite(probs).all() or probs.min() < 0 or probs.max() > 1:
+    if values and probs.size and (not np.isfinite(probs).all() or probs.min() < 0
+                                  or probs.max() > 1):
         raise ValueError(f'{name} must be finite probabilities in [0, 1]')
 
 
@@ -410,7 +425,8 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner,
                     is_stuff: Optional[Sequence[bool]] = None, fuse: bool = True,
                     background_id: int = 0, fallback: Optional[np.ndarray] = None,
                     split_components: bool = False, return_probs: bool = False,
-                    soft_masks: Optional[np.ndarray] = None,
+                    soft_masks: Union[np.ndarray, Sequence[Optional[np.ndarray]],
+                                      None] = None,
                     **option_overrides: Any) -> SegmentsResult:
     """Refine a list of segment masks (panoptic segments, entities, instances).
 
