@@ -315,7 +315,7 @@ def test_shipped_default_files_agree_on_architecture_and_name_their_work_scale()
     keys = ('blocks', 'width', 'feat_channels', 'hidden', 'scales')
     assert [scale1[k] for k in keys] == [hard[k] for k in keys]
     assert hard['work_scale'] == 2.0 and scale1['work_scale'] == 1.0
-    assert CRMRefiner().work_scale == 2.0 and CRMRefiner(soft_input=True).work_scale == 1.0
+    assert CRMRefiner().work_scale == 2.0 and CRMRefiner(soft_input=True).work_scale == 2.0
     for path in (hard_path, scale1_path):
         assert path.stat().st_size < 10 * 2 ** 20
 

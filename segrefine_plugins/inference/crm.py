@@ -71,7 +71,8 @@ DEFAULT_WEIGHTS = 'crm_default'
 #: default on ECSSD images (4.2x at 8.1 Mpx), weaker on low-resolution masks.
 DEFAULT_SCALE1_WEIGHTS = 'crm_default_scale1'
 #: Name of the default weights with ``soft_input=True``: stage 7 fine-tuned to also read a
-#: segmenter's probability (``configs/train/crm_default_ft8.py``), run at the input's size.
+#: segmenter's probability (``configs/train/crm_default_ft8.py``), run at ``work_scale=2``
+#: (its sidecar; better on probability input than at the input's size, docs/training.md).
 DEFAULT_SOFT_WEIGHTS = 'crm_default_soft'
 PUBLISHED_ARCH: Dict[str, Any] = {'blocks': (3, 4, 6, 3), 'width': 64}
 #: Largest ``work_scale`` accepted (memory and time grow with its square).
@@ -220,8 +221,9 @@ class CRMRefiner(Refiner):
             ``crm_default_scale1.pth``: the model trained for the input's own size (the
             default until stage 10; 3.2x faster, weaker on low-resolution masks); with
             ``soft_input=True``, ``crm_default_soft.pth``: that model fine-tuned on soft
-            low-resolution masks too (a hard-trained model reads probabilities badly: on
-            held-out DUTS-TE 4x probability input -1.30 IoU / -8.10 mBA against -0.61 / -4.38).
+            low-resolution masks too, run at ``work_scale=2`` (its sidecar; a hard-trained
+            model reads probabilities badly: on held-out DUTS-TE 4x probability input at the
+            input's size -1.30 IoU / -8.10 mBA against -0.61 / -4.38; at 2x +0.15 / +1.30).
         scales: resolutions at which the image is encoded, in order (published
             (0.125, 0.25, 0.5, 1.0)); each in (0, 1]. Every scale decodes the full-resolution
             grid; fewer scales are faster and change the numbers. ``None``: the published
