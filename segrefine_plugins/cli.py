@@ -301,8 +301,9 @@ def settings_stamp(cfg: Dict[str, Any], roi: Any, labels: bool, binary: bool) ->
     version, the refiner's class and its arguments that differ from their defaults (numbers
     compared as floats; :data:`_EXACT_KEYS` left out), the content of its weights file (for
     the default CRM, the shipped file it loads, with the scales and work scale its sidecar
-    names), the options the output mode uses (gate options for single masks, all ROI
-    options but ``roi_batch_size`` for label maps) and ``--binary``. Stamped into every
+    names), the options the output mode uses that differ from their defaults (gate options
+    for single masks, all ROI options but ``roi_batch_size`` for label maps) and
+    ``--binary``. Stamped into every
     output PNG; a resumed run keeps only outputs that carry the same stamp."""
     import dataclasses
     import hashlib
@@ -334,7 +335,11 @@ def settings_stamp(cfg: Dict[str, Any], roi: Any, labels: bool, binary: bool) ->
         scales, work_scale = crm.implicit_settings(arch, ckpt is None)
         refiner.setdefault('scales', _canonical(scales))
         refiner.setdefault('work_scale', _canonical(work_scale))
-    fields = dataclasses.asdict(roi)
+    # options at their defaults are left out, so an option added later (default: off) does
+    # not change the stamps of earlier runs
+    defaults = dataclasses.asdict(type(roi)())
+    fields = {k: v for k, v in dataclasses.asdict(roi).items()
+              if _canonical(v) != _canonical(defaults[k])}
     if labels:
         mode = {k: _canonical(v) for k, v in fields.items() if k != 'roi_batch_size'}
     else:

@@ -414,6 +414,17 @@ def test_settings_stamp_reads_settings_as_the_refiner_does(tmp_path):
     labels = settings_stamp({'type': 'CRM'}, plain, True, False)
     assert labels != base and settings_stamp({'type': 'CRM'}, plain, True, True) == labels
     assert settings_stamp({'type': 'CRM'}, RoiOptions(max_upscale=1.0), True, False) != labels
+    # options spelled at their defaults count as unset (an option added with default off
+    # leaves earlier stamps as they were); a trust depth is a real change
+    explicit = RoiOptions(roi_padding=0.25, gate_min_iou=None, stuff_scale=0.51)
+    assert settings_stamp({'type': 'CRM'}, explicit, True, False) == labels
+    depth2 = settings_stamp({'type': 'CRM'}, RoiOptions(gate_min_change_depth=2), False, False)
+    assert settings_stamp({'type': 'CRM'}, RoiOptions(gate_min_change_depth=2.0,
+                                                      gate_trust_change_depth=None),
+                          False, False) == depth2
+    assert settings_stamp({'type': 'CRM'}, RoiOptions(gate_min_change_depth=2,
+                                                      gate_trust_change_depth=4),
+                          False, False) != depth2
 
 
 def test_label_map_and_overlay_outputs_are_stamped(tmp_path, data_root):

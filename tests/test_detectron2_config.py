@@ -35,6 +35,24 @@ def test_defaults_are_the_published_protocol():
     assert seg.IMAGE_SOURCE == 'auto'
 
 
+def test_gate_keys_map_to_roi_options():
+    """Every GATE_* key reaches RoiOptions (< 0 = off -> None); a trust depth without the
+    change-depth rule is refused when the wrapper options are built."""
+    from segrefine_plugins.detectron2 import wrapper_options
+
+    cfg = _cfg()
+    assert not wrapper_options(cfg)['roi_options'].gated
+    cfg.MODEL.SEGREFINE.GATE_MIN_CHANGE_DEPTH = 2.0
+    cfg.MODEL.SEGREFINE.GATE_TRUST_CHANGE_DEPTH = 4.0
+    cfg.MODEL.SEGREFINE.GATE_PIXEL_CONFIDENCE = 0.1
+    roi = wrapper_options(cfg)['roi_options']
+    assert (roi.gate_min_change_depth, roi.gate_trust_change_depth,
+            roi.gate_pixel_confidence, roi.gate_min_iou) == (2.0, 4.0, 0.1, None)
+    cfg.MODEL.SEGREFINE.GATE_MIN_CHANGE_DEPTH = -1.0
+    with pytest.raises(ValueError, match='gate_min_change_depth too'):
+        wrapper_options(cfg)
+
+
 def test_add_is_idempotent_and_keeps_values():
     cfg = _cfg()
     cfg.MODEL.SEGREFINE.MIN_AREA = 7

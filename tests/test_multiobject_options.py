@@ -266,6 +266,37 @@ def test_depth_gate_reverts_thin_slivers_and_keeps_thick_corrections():
     assert RoiOptions(gate_min_change_depth=2).gated
 
 
+def test_trusted_objects_keep_their_thin_changes():
+    """gate_trust_change_depth: an object whose changes reach that depth keeps all of them
+    (the 1-px slivers too); an object whose deepest change is shallower loses its slivers."""
+    from segrefine_plugins.multiobject.refine import apply_gate
+
+    coarse = np.zeros((40, 40), bool)
+    coarse[10:30, 10:30] = True
+    refined = np.zeros_like(coarse)
+    refined[9:29, 10:30] = True          # two 1-px slivers (depth 1) ...
+    refined[30:37, 14:24] = True         # ... and a region of depth 4 below
+    prob = np.where(refined, 0.8, 0.2).astype(np.float32)
+    trusted, gated = apply_gate(RoiOptions(gate_min_change_depth=2,
+                                           gate_trust_change_depth=4), prob, coarse)
+    assert not gated and np.array_equal(trusted, prob)               # all changes kept
+    plain, _ = apply_gate(RoiOptions(gate_min_change_depth=2), prob, coarse)
+    deeper, _ = apply_gate(RoiOptions(gate_min_change_depth=2,
+                                      gate_trust_change_depth=4.5), prob, coarse)
+    np.testing.assert_array_equal(deeper, plain)                     # 4 < 4.5: not trusted
+    assert not (deeper > 0.5)[9].any() and (deeper > 0.5)[30:37, 14:24].all()
+    # slivers alone (a perfect mask's jitter): nothing reaches the trust depth, all revert
+    only = np.where(np.pad(coarse[1:], ((0, 1), (0, 0))), 0.8, 0.2).astype(np.float32)
+    out, gated = apply_gate(RoiOptions(gate_min_change_depth=2, gate_trust_change_depth=4),
+                            only, coarse)
+    assert gated and np.array_equal(out > 0.5, coarse)
+    with pytest.raises(ValueError, match='set gate_min_change_depth too'):
+        RoiOptions(gate_trust_change_depth=4)
+    for bad in (0.5, 1001):
+        with pytest.raises(ValueError, match='gate_trust_change_depth'):
+            RoiOptions(gate_min_change_depth=2, gate_trust_change_depth=bad)
+
+
 def test_depth_gate_on_a_real_composite(crm, data_root):
     image, truth, coarse = composite(data_root)
     plain = refine_label_map(image, coarse, crm, min_area=50)

@@ -36,7 +36,8 @@ from segrefine_plugins.detectron2.evaluation import (GroundTruthModel, evaluate,
                                                      parse_degrade, setup_cfg)
 
 SETTING_KEYS = {'iou': 'GATE_MIN_IOU', 'conf': 'GATE_MIN_CONFIDENCE',
-                'pix': 'GATE_PIXEL_CONFIDENCE', 'depth': 'GATE_MIN_CHANGE_DEPTH'}
+                'pix': 'GATE_PIXEL_CONFIDENCE', 'depth': 'GATE_MIN_CHANGE_DEPTH',
+                'trust': 'GATE_TRUST_CHANGE_DEPTH'}
 
 
 class CachedRefiner:
@@ -74,7 +75,7 @@ def parse_setting(text: str) -> Dict[str, float]:
     for part in text.split(','):
         key, _, value = part.partition('=')
         if key not in SETTING_KEYS or not value:
-            raise SystemExit(f'bad setting {text!r}: use off or iou=X[,conf=Y][,pix=Z][,depth=D]')
+            raise SystemExit(f'bad setting {text!r}: use off or iou=X[,conf=Y][,pix=Z][,depth=D[,trust=T]]')
         out[SETTING_KEYS[key]] = float(value)
     return out
 
@@ -165,8 +166,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--inputs', default='gt,lowres8',
                    help='comma list: gt (perfect), lowresN, perturb')
     p.add_argument('--settings', nargs='+', default=['off'],
-                   help='gate settings: off, iou=X, conf=Y, pix=Z, depth=D, iou=X,conf=Y '
-                        '(comma = both)')
+                   help='gate settings: off, iou=X, conf=Y, pix=Z, depth=D, '
+                        'depth=D,trust=T, iou=X,conf=Y (comma = both)')
     p.add_argument('--output', default='outputs/gate_sweep')
     p.add_argument('opts', nargs=argparse.REMAINDER, help='KEY VALUE config overrides')
     return p.parse_args(argv)

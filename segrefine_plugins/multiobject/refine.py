@@ -144,13 +144,18 @@ def change_depth(changed: np.ndarray) -> np.ndarray:
 
 def _revert_thin(options: RoiOptions, prob: np.ndarray, coarse: np.ndarray) -> np.ndarray:
     """``prob`` with the regions of changes shallower than ``gate_min_change_depth`` mirrored
-    to the coarse side."""
+    to the coarse side, unless a region reaches ``gate_trust_change_depth`` (the object is
+    trusted: all its changes stay)."""
     if options.gate_min_change_depth is None:
         return prob
     changed = (prob > 0.5) != coarse
     if not changed.any():
         return prob
-    weak = changed & (change_depth(changed) < options.gate_min_change_depth)
+    depth = change_depth(changed)
+    trust = options.gate_trust_change_depth
+    if trust is not None and float(depth.max()) >= trust:
+        return prob
+    weak = changed & (depth < options.gate_min_change_depth)
     return _mirror(prob, weak, coarse)
 
 
