@@ -301,9 +301,8 @@ def settings_stamp(cfg: Dict[str, Any], roi: Any, labels: bool, binary: bool) ->
     version, the refiner's class and its arguments that differ from their defaults (numbers
     compared as floats; :data:`_EXACT_KEYS` left out), the content of its weights file (for
     the default CRM, the shipped file it loads, with the scales and work scale its sidecar
-    names), the options the output mode uses that differ from their defaults (gate options
-    for single masks, all ROI options but ``roi_batch_size`` for label maps) and
-    ``--binary``. Stamped into every
+    names), the options the output mode uses (gate options for single masks, all ROI options
+    but ``roi_batch_size`` for label maps; opt-in ones only when set) and ``--binary``. Stamped into every
     output PNG; a resumed run keeps only outputs that carry the same stamp."""
     import dataclasses
     import hashlib
@@ -335,11 +334,12 @@ def settings_stamp(cfg: Dict[str, Any], roi: Any, labels: bool, binary: bool) ->
         scales, work_scale = crm.implicit_settings(arch, ckpt is None)
         refiner.setdefault('scales', _canonical(scales))
         refiner.setdefault('work_scale', _canonical(work_scale))
-    # options at their defaults are left out, so an option added later (default: off) does
-    # not change the stamps of earlier runs
+    # opt-in switches left unset (default None, value None) are left out, so an option added
+    # later (off by default) does not change the stamps of earlier runs; options with a value
+    # default are always in (a changed default changes the stamp)
     defaults = dataclasses.asdict(type(roi)())
     fields = {k: v for k, v in dataclasses.asdict(roi).items()
-              if _canonical(v) != _canonical(defaults[k])}
+              if not (v is None and defaults[k] is None)}
     if labels:
         mode = {k: _canonical(v) for k, v in fields.items() if k != 'roi_batch_size'}
     else:

@@ -312,7 +312,8 @@ def test_refine_label_maps_with_roi_options(tmp_path, data_root, capsys):
 
 def test_roi_option_errors_are_usage_errors(tmp_path, data_root, capsys):
     _label_pair(tmp_path, data_root)
-    for bad in ('max_upscale=0.5', 'no_such=1', 'gate_min_iou=high', 'min_area'):
+    for bad in ('max_upscale=0.5', 'no_such=1', 'gate_min_iou=high', 'min_area',
+                'gate_trust_change_depth=4'):           # trust without the depth rule
         code = main(['refine', '--image', str(tmp_path / 'img'), '--mask', str(tmp_path / 'lab'),
                      '--labels', '--roi', bad, '--out', str(tmp_path / 'o')])
         assert code == 2, bad
@@ -414,8 +415,8 @@ def test_settings_stamp_reads_settings_as_the_refiner_does(tmp_path):
     labels = settings_stamp({'type': 'CRM'}, plain, True, False)
     assert labels != base and settings_stamp({'type': 'CRM'}, plain, True, True) == labels
     assert settings_stamp({'type': 'CRM'}, RoiOptions(max_upscale=1.0), True, False) != labels
-    # options spelled at their defaults count as unset (an option added with default off
-    # leaves earlier stamps as they were); a trust depth is a real change
+    # options spelled at their defaults give the same stamp (an opt-in option added later,
+    # unset, leaves earlier stamps as they were); a trust depth is a real change
     explicit = RoiOptions(roi_padding=0.25, gate_min_iou=None, stuff_scale=0.51)
     assert settings_stamp({'type': 'CRM'}, explicit, True, False) == labels
     depth2 = settings_stamp({'type': 'CRM'}, RoiOptions(gate_min_change_depth=2), False, False)

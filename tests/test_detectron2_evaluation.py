@@ -68,6 +68,18 @@ def test_setup_cfg_merges_in_order(tmp_path, cascadepsp_weights):
     assert cfg.MODEL.SEGREFINE.MIN_AREA == 7                         # overlay after the zoo
     assert cfg.INPUT.MIN_SIZE_TEST == 80                             # opts last
     assert (cfg.MODEL.WEIGHTS, cfg.MODEL.DEVICE) == ('w.pkl', 'cpu')
+    # integers for float keys (yacs alone refuses them: 'Type mismatch'), ours and
+    # detectron2's; ints stay ints, booleans and strings are left alone
+    cfg = setup_cfg([ZOO], ['MODEL.SEGREFINE.GATE_MIN_CHANGE_DEPTH', '2',
+                            'MODEL.SEGREFINE.GATE_TRUST_CHANGE_DEPTH', 4,
+                            'MODEL.ROI_HEADS.SCORE_THRESH_TEST', '1',
+                            'MODEL.SEGREFINE.MIN_AREA', '3', 'MODEL.SEGREFINE.ENABLED', 'False'])
+    seg = cfg.MODEL.SEGREFINE
+    assert (seg.GATE_MIN_CHANGE_DEPTH, seg.GATE_TRUST_CHANGE_DEPTH) == (2.0, 4.0)
+    assert isinstance(seg.GATE_MIN_CHANGE_DEPTH, float) and seg.MIN_AREA == 3
+    assert cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST == 1.0 and seg.ENABLED is False
+    with pytest.raises(AssertionError, match='Non-existent key'):   # yacs' own report
+        setup_cfg([], ['MODEL.SEGREFINE.NO_SUCH', '2'])
     with pytest.raises(ValueError, match='neither a file nor a model-zoo config'):
         resolve_config_file('no/such_config.yaml')
     off = setup_cfg([ZOO], _opts(cascadepsp_weights) + ['MODEL.SEGREFINE.ENABLED', 'False'])

@@ -292,9 +292,14 @@ def test_trusted_objects_keep_their_thin_changes():
     assert gated and np.array_equal(out > 0.5, coarse)
     with pytest.raises(ValueError, match='set gate_min_change_depth too'):
         RoiOptions(gate_trust_change_depth=4)
-    for bad in (0.5, 1001):
+    for bad in (0.5, 1, 1.5, 1001):      # below the depth rule's own threshold: refused
         with pytest.raises(ValueError, match='gate_trust_change_depth'):
             RoiOptions(gate_min_change_depth=2, gate_trust_change_depth=bad)
+    assert RoiOptions(gate_min_change_depth=2, gate_trust_change_depth=2).gated
+    # with the pixel rule first: its reverts happen before the depth rule looks
+    both, _ = apply_gate(RoiOptions(gate_pixel_confidence=0.7, gate_min_change_depth=2,
+                                    gate_trust_change_depth=4), prob, coarse)
+    np.testing.assert_array_equal(both > 0.5, coarse)   # |2p - 1| = 0.6 < 0.7: all revert
 
 
 def test_depth_gate_on_a_real_composite(crm, data_root):

@@ -272,6 +272,16 @@ def test_label_map_soft_coarse_probabilities():
         refine_label_map(image, labels, refiner, probs=(probs * 255).astype(np.uint8))
     with pytest.raises(ValueError, match='no probability map'):
         refine_label_map(image, labels, refiner, probs=probs[:4], min_area=0)
+    # a class whose probability stays <= 0.5 in its ROI (the argmax of a multi-class softmax
+    # may win below 0.5): its hard mask, not an input the refiner would call empty
+    low = probs.copy()
+    low[3] = np.minimum(low[3], 0.45)
+    low_refiner, hard_refiner = MaskEchoRefiner(), MaskEchoRefiner()
+    out = refine_label_map(image, labels, low_refiner, probs=low, min_area=0)
+    hard = refine_label_map(image, labels, hard_refiner, min_area=0)
+    i = [r[0] for r in out.rois].index(3)
+    np.testing.assert_array_equal(low_refiner.masks[i], hard_refiner.masks[i])
+    assert (out.labels == 3).any() and (hard.labels == 3).any()
 
 
 def test_segments_soft_masks_probabilities():

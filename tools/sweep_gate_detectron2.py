@@ -74,9 +74,13 @@ def parse_setting(text: str) -> Dict[str, float]:
     out = {}
     for part in text.split(','):
         key, _, value = part.partition('=')
-        if key not in SETTING_KEYS or not value:
-            raise SystemExit(f'bad setting {text!r}: use off or iou=X[,conf=Y][,pix=Z][,depth=D[,trust=T]]')
-        out[SETTING_KEYS[key]] = float(value)
+        try:
+            if key not in SETTING_KEYS:
+                raise ValueError(key)
+            out[SETTING_KEYS[key]] = float(value)
+        except ValueError:
+            raise SystemExit(f'bad setting {text!r}: use off or '
+                             f'iou=X[,conf=Y][,pix=Z][,depth=D[,trust=T]]') from None
     return out
 
 
@@ -90,14 +94,24 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     from segrefine_plugins.detectron2.datasets import register_coco_dataset
     from segrefine_plugins.detectron2.wrapper import wrap_model, wrapper_options
 
+    settings = [s.strip() for s in args.settings]
+    if 'off' not in settings:
+        settings.insert(0, 'off')
+    # every setting checked before any runs (a bad one fails now, not after an hour)
+    options = {}
+    for setting in settings:
+        extra = [x for k, v in parse_setting(setting).items()
+                 for x in (f'MODEL.SEGREFINE.{k}', str(v))]
+        cfg = setup_cfg([], list(args.opts) + extra)
+        try:
+            options[setting] = (cfg, wrapper_options(cfg))
+        except ValueError as err:
+            raise SystemExit(f'bad setting {setting!r}: {err}') from None
     d = args.dataset_dir
     dataset = register_coco_dataset('segrefine_gate_sweep', os.path.join(d, 'images'),
                                     os.path.join(d, 'panoptic.json'),
                                     os.path.join(d, 'panoptic'),
                                     os.path.join(d, 'instances.json'))
-    settings = [s.strip() for s in args.settings]
-    if 'off' not in settings:
-        settings.insert(0, 'off')
     inputs = [s.strip() for s in args.inputs.split(',') if s.strip()]
     for kind in inputs:
         if kind != 'gt':
@@ -108,11 +122,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     for kind in inputs:
         results[kind] = {}
         for setting in settings:
-            extra = [x for k, v in parse_setting(setting).items()
-                     for x in (f'MODEL.SEGREFINE.{k}', str(v))]
-            cfg = setup_cfg([], list(args.opts) + extra)
+            cfg, kwargs = options[setting]
             model = wrap_model(GroundTruthModel(None if kind == 'gt' else kind), refiner,
-                               **wrapper_options(cfg)).eval()
+                               **kwargs).eval()
             res = evaluate(model, dataset, cfg, os.path.join(args.output, kind, setting),
                            progress=False)
             results[kind][setting] = res

@@ -83,8 +83,8 @@ def add_segrefine_config(cfg: Any) -> None:
     # Per region: 8-connected regions of changes reaching less than this many px from the
     # nearest unchanged pixel (thin slivers along the coarse boundary) keep their coarse labels.
     _C.GATE_MIN_CHANGE_DEPTH = -1.0
-    # With GATE_MIN_CHANGE_DEPTH: a segment with a region of changes at least this many px deep
-    # is trusted and keeps all its changes (thin ones included); < 0 = off.
+    # With GATE_MIN_CHANGE_DEPTH (and >= it): an ROI with a region of changes at least this
+    # many px deep is trusted and keeps all its changes (thin ones included); < 0 = off.
     _C.GATE_TRUST_CHANGE_DEPTH = -1.0
     # Which outputs to refine.
     _C.REFINE_PANOPTIC = True   # 'panoptic_seg': every segment, things and stuff, fused

@@ -78,6 +78,34 @@ def apply_config_extension(cfg: Any, spec: str) -> None:
     getattr(module, func_name)(cfg)
 
 
+def float_spelled_opts(cfg: Any, opts: Sequence[Any]) -> List[Any]:
+    """``KEY VALUE`` overrides with integer values of float keys written as floats.
+
+    detectron2's config (yacs) refuses ``2`` for a key whose default is a float (``Type
+    mismatch``), so ``MODEL.SEGREFINE.GATE_MIN_CHANGE_DEPTH 2`` would fail where ``2.0``
+    works; the tools accept both. Other values (and unknown keys, left for ``merge_from_list``
+    to report) pass unchanged.
+    """
+    from ast import literal_eval
+
+    out = list(opts)
+    for i in range(0, len(out) - 1, 2):
+        node: Any = cfg
+        for part in str(out[i]).split('.'):
+            node = node.get(part) if hasattr(node, 'get') else None
+        if not isinstance(node, float):
+            continue
+        value = out[i + 1]
+        if isinstance(value, str):
+            try:
+                value = literal_eval(value)
+            except (ValueError, SyntaxError):
+                continue
+        if isinstance(value, int) and not isinstance(value, bool):
+            out[i + 1] = repr(float(value))
+    return out
+
+
 def setup_cfg(config_files: Sequence[str], opts: Sequence[str] = (),
               extensions: Sequence[str] = (), weights: Optional[str] = None,
               device: Optional[str] = None) -> Any:
@@ -92,7 +120,7 @@ def setup_cfg(config_files: Sequence[str], opts: Sequence[str] = (),
         apply_config_extension(cfg, ext)
     for name in config_files:
         cfg.merge_from_file(resolve_config_file(name))
-    cfg.merge_from_list(list(opts))
+    cfg.merge_from_list(float_spelled_opts(cfg, opts))
     if weights is not None:
         cfg.MODEL.WEIGHTS = weights
     if device is not None:

@@ -24,8 +24,9 @@ from .instances import soft_mask_probs
 def sem_seg_probs(scores: torch.Tensor,
                   channels: Optional[Sequence[int]] = None) -> np.ndarray:
     """(C, H, W) ``sem_seg`` scores -> (C, H, W) float32 probabilities in [0, 1] (with
-    ``channels``: only those, ``(len(channels), H, W)``, computed without the other channels'
-    probabilities: memory ``4 len(channels) H W`` bytes instead of ``4 C H W``).
+    ``channels``: only those, ``(len(channels), H, W)``; the result then holds ``4
+    len(channels) H W`` bytes instead of ``4 C H W``, though the softmax's normaliser still
+    passes over all C channels while it is computed).
 
     Scores with a negative value are logits (detectron2's SemanticSegmentor, PanopticFPN):
     softmax over all C. Scores all >= 0 are probabilities (MaskFormer-style class x mask

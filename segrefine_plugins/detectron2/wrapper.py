@@ -28,9 +28,9 @@ detectron2's ``read_image``, EXIF orientation applied) when it exists and has th
 probabilities, the refiner gets them instead of the hard mask: ``sem_seg`` (the softmax over
 its C scores when they are logits, as detectron2's SemanticSegmentor and PanopticFPN give;
 scores without a negative value are probabilities, clipped to 1), float
-``instances.pred_masks``, and the ``panoptic_seg`` segments that have a source in the same output (a thing: its instance's float
-mask through ``instance_id``; a stuff segment: the ``sem_seg`` probability of its
-``category_id``; :mod:`.soft_coarse`). Boolean masks (detectron2's usual pasted masks) carry
+``instances.pred_masks``, and the ``panoptic_seg`` segments that have a source in the same
+output (a thing: its instance's float mask through ``instance_id``; a stuff segment: the
+``sem_seg`` probability of its ``category_id``; :mod:`.soft_coarse`). Boolean masks (detectron2's usual pasted masks) carry
 none and stay hard. Needs a refiner built with ``soft_input=True`` and ``mask_threshold=0.5``.
 """
 from __future__ import annotations

@@ -133,11 +133,13 @@ class RoiOptions:
             through Detectron2, perfect input loses 0.06-0.30 PQ and 0.00 AP on three
             40-image sets (ungated up to 2.28 / 10.05) while perturbed input keeps 88-95 % of
             the PQ gain and 83-93 % of the AP gain.
-        gate_trust_change_depth: with ``gate_min_change_depth``: an object whose changes
-            include a region at least this many px deep is trusted and keeps all its changes,
-            thin ones included (the refiner is correcting a real error there, and the thin
-            boundary changes around such a correction are usually right too); others lose
-            their thin regions as above. Needs ``gate_min_change_depth``. In [1, 1000].
+        gate_trust_change_depth: with ``gate_min_change_depth``: an ROI (an object, or one
+            component where objects are split into components) whose changes include a region
+            at least this many px deep is trusted and keeps all its changes, thin ones
+            included (the refiner is correcting a real error there, and the thin boundary
+            changes around such a correction are usually right too); others lose their thin
+            regions as above. Needs ``gate_min_change_depth``; in [gate_min_change_depth,
+            1000].
             Measured (docs/multiobject.md, depth 2 + trust 4, the default CRM through
             Detectron2 on the three 40-image sets): perturbed input keeps 95-98 % of the PQ
             gain and 92-100 % of the AP gain (depth 2 alone: 88-95 % / 83-93 %) while perfect
@@ -190,10 +192,15 @@ class RoiOptions:
         set_(self, 'gate_trust_change_depth', _float(self.gate_trust_change_depth,
                                                      'gate_trust_change_depth', 1.0, 1000.0,
                                                      optional=True))
-        if self.gate_trust_change_depth is not None and self.gate_min_change_depth is None:
+        trust, depth = self.gate_trust_change_depth, self.gate_min_change_depth
+        if trust is not None and depth is None:
             raise ValueError('gate_trust_change_depth only qualifies gate_min_change_depth '
                              '(which thin changes revert): set gate_min_change_depth too, '
                              'e.g. gate_min_change_depth=2, gate_trust_change_depth=4')
+        if trust is not None and trust < depth:
+            raise ValueError(f'gate_trust_change_depth ({trust:g}) must be >= '
+                             f'gate_min_change_depth ({depth:g}): a shallower trust depth '
+                             f'would trust every ROI whose thin changes the gate reverts')
 
     # ------------------------------------------------------------------ construction
     @classmethod
