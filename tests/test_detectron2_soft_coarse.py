@@ -38,7 +38,7 @@ def sources():
 def test_sem_seg_probs_softmax_of_logits_probabilities_as_they_are(sources):
     _, logits = sources
     p = sem_seg_probs(logits)
-    np.testing.assert_allclose(p, torch.softmax(logits, 0).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(p, torch.softmax(logits, 0).numpy(), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(p.sum(0), 1.0, rtol=1e-5)
     q = torch.softmax(logits, 0)
     np.testing.assert_array_equal(sem_seg_probs(q), q.numpy())
@@ -58,6 +58,22 @@ def test_sem_seg_probs_softmax_of_logits_probabilities_as_they_are(sources):
         sem_seg_probs(logits * float('nan'))
     with pytest.raises(ValueError, match=r'\(C, H, W\)'):
         sem_seg_probs(logits[0])
+
+
+def test_sem_seg_probs_in_blocks_of_rows_equals_one_pass(sources, monkeypatch):
+    """The row blocks that bound the temporaries give the values of a single pass."""
+    import segrefine_plugins.detectron2.soft_coarse as soft_coarse
+
+    _, logits = sources
+    whole = sem_seg_probs(logits, [5, 0])
+    q = torch.softmax(logits, 0)
+    monkeypatch.setattr(soft_coarse, 'BLOCK_ELEMENTS', 6 * W * 3)     # 3 rows per block
+    np.testing.assert_allclose(sem_seg_probs(logits, [5, 0]), whole, rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(sem_seg_probs(q), q.numpy())
+    bad = logits.clone()
+    bad[2, H - 1, 0] = float('inf')                                   # in the last block
+    with pytest.raises(ValueError, match='NaN / inf'):
+        sem_seg_probs(bad)
 
 
 def test_panoptic_soft_masks_sources(sources):

@@ -21,16 +21,23 @@ import torch
 from .instances import soft_mask_probs
 
 
+#: Scores processed per block of rows by :func:`sem_seg_probs` (about 64 MB of float32), so
+#: the temporaries do not grow with the image.
+BLOCK_ELEMENTS = 1 << 24
+
+
 def sem_seg_probs(scores: torch.Tensor,
                   channels: Optional[Sequence[int]] = None) -> np.ndarray:
     """(C, H, W) ``sem_seg`` scores -> (C, H, W) float32 probabilities in [0, 1] (with
-    ``channels``: only those, ``(len(channels), H, W)``; the result then holds ``4
-    len(channels) H W`` bytes instead of ``4 C H W``, though the softmax's normaliser still
-    passes over all C channels while it is computed).
+    ``channels``: only those, ``(len(channels), H, W)``).
 
     Scores with a negative value are logits (detectron2's SemanticSegmentor, PanopticFPN):
     softmax over all C. Scores all >= 0 are probabilities (MaskFormer-style class x mask
     products, whose sums may exceed 1 where queries overlap: clipped to 1).
+
+    Memory: the result (``4 len(channels) H W`` bytes, or ``4 C H W`` without ``channels``);
+    the work runs over blocks of rows of about :data:`BLOCK_ELEMENTS` scores, so the
+    temporaries stay bounded at any image size (on the scores' device, then copied to host).
 
     Raises:
         ValueError: not a 3-d tensor, NaN / inf scores, a channel outside 0..C-1.
@@ -39,22 +46,27 @@ def sem_seg_probs(scores: torch.Tensor,
         raise ValueError(f'sem_seg must be a (C, H, W) tensor, got '
                          f'{getattr(scores, "shape", type(scores).__name__)}')
     x = scores.detach()
-    if not torch.isfinite(x).all():
-        raise ValueError('sem_seg holds NaN / inf scores')
-    picked = None
-    if channels is not None:
-        picked = [int(c) for c in channels]
-        bad = [c for c in picked if not 0 <= c < x.shape[0]]
-        if bad:
-            raise ValueError(f'sem_seg has {x.shape[0]} channels, asked for {bad}')
-    logits = float(x.min()) < 0.0
-    if picked is None:
-        out = torch.softmax(x.float(), dim=0) if logits else x.float().clamp(max=1.0)
-    elif logits:
-        out = torch.exp(x[picked].float() - torch.logsumexp(x.float(), dim=0)[None])
-    else:
-        out = x[picked].float().clamp(max=1.0)
-    return out.cpu().numpy()
+    count, height, width = x.shape
+    picked = list(range(count)) if channels is None else [int(c) for c in channels]
+    bad = [c for c in picked if not 0 <= c < count]
+    if bad:
+        raise ValueError(f'sem_seg has {count} channels, asked for {bad}')
+    rows = max(1, BLOCK_ELEMENTS // max(1, count * width))
+    blocks = [(y, min(height, y + rows)) for y in range(0, height, rows)]
+    for y0, y1 in blocks:
+        if not bool(torch.isfinite(x[:, y0:y1]).all()):
+            raise ValueError('sem_seg holds NaN / inf scores')
+    logits = x.numel() > 0 and float(x.min()) < 0.0
+    out = np.empty((len(picked), height, width), dtype=np.float32)
+    index = torch.as_tensor(picked, dtype=torch.long, device=x.device)
+    for y0, y1 in blocks:
+        block = x[:, y0:y1].float()
+        if logits:
+            part = torch.exp(block[index] - torch.logsumexp(block, dim=0)[None])
+        else:
+            part = block[index].clamp(max=1.0)
+        out[:, y0:y1] = part.cpu().numpy()
+    return out
 
 
 def panoptic_soft_masks(segments_info: Sequence[Dict[str, Any]], shape: Tuple[int, int],
