@@ -48,6 +48,9 @@ def test_gate_keys_map_to_roi_options():
     roi = wrapper_options(cfg)['roi_options']
     assert (roi.gate_min_change_depth, roi.gate_trust_change_depth,
             roi.gate_pixel_confidence, roi.gate_min_iou) == (2.0, 4.0, 0.1, None)
+    assert roi.gate_trust_min_confidence == 0.3                      # the default
+    cfg.MODEL.SEGREFINE.GATE_TRUST_MIN_CONFIDENCE = 0.0
+    assert wrapper_options(cfg)['roi_options'].gate_trust_min_confidence == 0.0
     cfg.MODEL.SEGREFINE.GATE_MIN_CHANGE_DEPTH = -1.0
     with pytest.raises(ValueError, match='gate_min_change_depth too'):
         wrapper_options(cfg)

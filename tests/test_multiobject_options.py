@@ -292,6 +292,22 @@ def test_trusted_objects_keep_their_thin_changes():
     assert gated and np.array_equal(out > 0.5, coarse)
     with pytest.raises(ValueError, match='set gate_min_change_depth too'):
         RoiOptions(gate_trust_change_depth=4)
+    # only a deep region the refiner is sure of makes the ROI trusted (|2p - 1| = 0.6 here)
+    unsure, _ = apply_gate(RoiOptions(gate_min_change_depth=2, gate_trust_change_depth=4,
+                                      gate_trust_min_confidence=0.7), prob, coarse)
+    np.testing.assert_array_equal(unsure, plain)
+    weak = prob.copy()
+    weak[30:37, 14:24] = 0.6                                         # deep, |2p - 1| = 0.2
+    weak_out, _ = apply_gate(RoiOptions(gate_min_change_depth=2,
+                                        gate_trust_change_depth=4), weak, coarse)
+    assert not (weak_out > 0.5)[9].any() and (weak_out > 0.5)[30:37, 14:24].all()
+    anything, _ = apply_gate(RoiOptions(gate_min_change_depth=2, gate_trust_change_depth=4,
+                                        gate_trust_min_confidence=0.0), weak, coarse)
+    np.testing.assert_array_equal(anything, weak)                    # 0: any deep region
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match='gate_trust_min_confidence'):
+            RoiOptions(gate_min_change_depth=2, gate_trust_change_depth=4,
+                       gate_trust_min_confidence=bad)
     for bad in (0.5, 1, 1.5, 1001):      # below the depth rule's own threshold: refused
         with pytest.raises(ValueError, match='gate_trust_change_depth'):
             RoiOptions(gate_min_change_depth=2, gate_trust_change_depth=bad)

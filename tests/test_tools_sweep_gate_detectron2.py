@@ -28,6 +28,7 @@ def test_parse_setting():
     assert sweep.parse_setting('off') == {}
     assert sweep.parse_setting('depth=2,trust=4') == {'GATE_MIN_CHANGE_DEPTH': 2.0,
                                                       'GATE_TRUST_CHANGE_DEPTH': 4.0}
+    assert sweep.parse_setting('depth=2,trust=4,tconf=0')['GATE_TRUST_MIN_CONFIDENCE'] == 0.0
     assert sweep.parse_setting('iou=0.9,conf=0.5,pix=0.1') == {
         'GATE_MIN_IOU': 0.9, 'GATE_MIN_CONFIDENCE': 0.5, 'GATE_PIXEL_CONFIDENCE': 0.1}
     for bad in ('depth', 'deep=2', 'depth=2;trust=4', ''):

@@ -37,7 +37,7 @@ from segrefine_plugins.detectron2.evaluation import (GroundTruthModel, evaluate,
 
 SETTING_KEYS = {'iou': 'GATE_MIN_IOU', 'conf': 'GATE_MIN_CONFIDENCE',
                 'pix': 'GATE_PIXEL_CONFIDENCE', 'depth': 'GATE_MIN_CHANGE_DEPTH',
-                'trust': 'GATE_TRUST_CHANGE_DEPTH'}
+                'trust': 'GATE_TRUST_CHANGE_DEPTH', 'tconf': 'GATE_TRUST_MIN_CONFIDENCE'}
 
 
 class CachedRefiner:
@@ -80,7 +80,7 @@ def parse_setting(text: str) -> Dict[str, float]:
             out[SETTING_KEYS[key]] = float(value)
         except ValueError:
             raise SystemExit(f'bad setting {text!r}: use off or '
-                             f'iou=X[,conf=Y][,pix=Z][,depth=D[,trust=T]]') from None
+                             f'iou=X[,conf=Y][,pix=Z][,depth=D[,trust=T[,tconf=C]]]') from None
     return out
 
 
@@ -179,7 +179,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help='comma list: gt (perfect), lowresN, perturb')
     p.add_argument('--settings', nargs='+', default=['off'],
                    help='gate settings: off, iou=X, conf=Y, pix=Z, depth=D, '
-                        'depth=D,trust=T, iou=X,conf=Y (comma = both)')
+                        'depth=D,trust=T[,tconf=C], iou=X,conf=Y (comma = both)')
     p.add_argument('--output', default='outputs/gate_sweep')
     p.add_argument('opts', nargs=argparse.REMAINDER, help='KEY VALUE config overrides')
     return p.parse_args(argv)

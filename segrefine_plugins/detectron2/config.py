@@ -86,6 +86,8 @@ def add_segrefine_config(cfg: Any) -> None:
     # With GATE_MIN_CHANGE_DEPTH (and >= it): an ROI with a region of changes at least this
     # many px deep is trusted and keeps all its changes (thin ones included); < 0 = off.
     _C.GATE_TRUST_CHANGE_DEPTH = -1.0
+    # ... and only if that deep region's mean confidence |2p - 1| is at least this (0..1).
+    _C.GATE_TRUST_MIN_CONFIDENCE = 0.3
     # Which outputs to refine.
     _C.REFINE_PANOPTIC = True   # 'panoptic_seg': every segment, things and stuff, fused
     _C.REFINE_INSTANCES = True  # 'instances': every mask of pred_masks

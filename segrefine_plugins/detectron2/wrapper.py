@@ -150,7 +150,8 @@ def wrapper_options(cfg: Any) -> Dict[str, Any]:
                      gate_min_change_depth=(seg.GATE_MIN_CHANGE_DEPTH
                                             if seg.GATE_MIN_CHANGE_DEPTH >= 0 else None),
                      gate_trust_change_depth=(seg.GATE_TRUST_CHANGE_DEPTH
-                                              if seg.GATE_TRUST_CHANGE_DEPTH >= 0 else None))
+                                              if seg.GATE_TRUST_CHANGE_DEPTH >= 0 else None),
+                     gate_trust_min_confidence=seg.GATE_TRUST_MIN_CONFIDENCE)
     return dict(enabled=seg.ENABLED, roi_options=roi, threads=seg.THREADS or None,
                 refine_panoptic=seg.REFINE_PANOPTIC,
                 refine_instances=seg.REFINE_INSTANCES, refine_sem_seg=seg.REFINE_SEM_SEG,

@@ -138,12 +138,16 @@ class RoiOptions:
             at least this many px deep is trusted and keeps all its changes, thin ones
             included (the refiner is correcting a real error there, and the thin boundary
             changes around such a correction are usually right too); others lose their thin
-            regions as above. Needs ``gate_min_change_depth``; in [gate_min_change_depth,
-            1000].
+            regions as above. Only a deep region the refiner is sure of counts: its mean
+            confidence ``|2p - 1|`` must reach ``gate_trust_min_confidence``. Needs
+            ``gate_min_change_depth``; in [gate_min_change_depth, 1000].
+        gate_trust_min_confidence: the mean confidence ``|2p - 1|`` a region of at least
+            ``gate_trust_change_depth`` px must have to make its ROI trusted (default 0.3;
+            0 = any deep region). In [0, 1]; used only with ``gate_trust_change_depth``.
             Measured (docs/multiobject.md, depth 2 + trust 4, the default CRM through
-            Detectron2 on the three 40-image sets): perturbed input keeps 95-98 % of the PQ
-            gain and 92-100 % of the AP gain (depth 2 alone: 88-95 % / 83-93 %) while perfect
-            input loses 0.07-0.34 PQ and 0.00-0.47 AP (alone: 0.06-0.30 / 0.00).
+            Detectron2 on the three 40-image sets): perfect input loses 0.07-0.30 PQ and
+            0.00 AP, as with depth 2 alone, while perturbed input keeps 94-98 % of the PQ
+            gain and 92-100 % of the AP gain (depth 2 alone: 88-95 % / 83-93 %).
     """
 
     roi_padding: float = 0.25
@@ -161,6 +165,7 @@ class RoiOptions:
     gate_pixel_confidence: Optional[float] = None
     gate_min_change_depth: Optional[float] = None
     gate_trust_change_depth: Optional[float] = None
+    gate_trust_min_confidence: float = 0.3
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -192,6 +197,8 @@ class RoiOptions:
         set_(self, 'gate_trust_change_depth', _float(self.gate_trust_change_depth,
                                                      'gate_trust_change_depth', 1.0, 1000.0,
                                                      optional=True))
+        set_(self, 'gate_trust_min_confidence', _float(self.gate_trust_min_confidence,
+                                                       'gate_trust_min_confidence', 0.0, 1.0))
         trust, depth = self.gate_trust_change_depth, self.gate_min_change_depth
         if trust is not None and depth is None:
             raise ValueError('gate_trust_change_depth only qualifies gate_min_change_depth '

@@ -129,33 +129,47 @@ def _revert_unconfident(options: RoiOptions, prob: np.ndarray, coarse: np.ndarra
     return _mirror(prob, weak, coarse)
 
 
-def change_depth(changed: np.ndarray) -> np.ndarray:
-    """(h, w) bool changes -> (h, w) float32: for each changed pixel the depth of its
-    8-connected region of changes (the largest Euclidean distance, in px, from a pixel of the
-    region to the nearest unchanged pixel; 1 for a 1-2 px wide sliver); 0 where unchanged."""
+def change_regions(changed: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(h, w) bool changes -> ``(regions, deepest)``: (h, w) int32 labels of the 8-connected
+    regions of changes (0 = unchanged) and, per label, the region's depth in px (float32; the
+    largest Euclidean distance from a pixel of the region to the nearest unchanged pixel; 1
+    for a 1-2 px wide sliver; 0 for label 0)."""
     changed_u8 = changed.astype(np.uint8)
     count, regions = cv2.connectedComponents(changed_u8, connectivity=8)
     dist = cv2.distanceTransform(changed_u8, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     deepest = np.zeros(count, dtype=np.float32)
     np.maximum.at(deepest, regions[changed], dist[changed])
     deepest[0] = 0.0
+    return regions, deepest
+
+
+def change_depth(changed: np.ndarray) -> np.ndarray:
+    """(h, w) bool changes -> (h, w) float32: for each changed pixel the depth of its
+    8-connected region of changes (:func:`change_regions`); 0 where unchanged."""
+    regions, deepest = change_regions(changed)
     return deepest[regions]
 
 
 def _revert_thin(options: RoiOptions, prob: np.ndarray, coarse: np.ndarray) -> np.ndarray:
     """``prob`` with the regions of changes shallower than ``gate_min_change_depth`` mirrored
-    to the coarse side, unless a region reaches ``gate_trust_change_depth`` (the object is
-    trusted: all its changes stay)."""
+    to the coarse side, unless a region reaches ``gate_trust_change_depth`` with a mean
+    confidence of at least ``gate_trust_min_confidence`` (the ROI is trusted: all its changes
+    stay)."""
     if options.gate_min_change_depth is None:
         return prob
     changed = (prob > 0.5) != coarse
     if not changed.any():
         return prob
-    depth = change_depth(changed)
+    regions, deepest = change_regions(changed)
     trust = options.gate_trust_change_depth
-    if trust is not None and float(depth.max()) >= trust:
-        return prob
-    weak = changed & (depth < options.gate_min_change_depth)
+    if trust is not None and float(deepest.max()) >= trust:
+        labels = regions[changed]
+        sure = np.bincount(labels, weights=np.abs(2.0 * prob[changed] - 1.0),
+                           minlength=deepest.size)
+        sure /= np.maximum(np.bincount(labels, minlength=deepest.size), 1)
+        if bool(((deepest >= trust) & (sure >= options.gate_trust_min_confidence)).any()):
+            return prob
+    weak = changed & (deepest[regions] < options.gate_min_change_depth)
     return _mirror(prob, weak, coarse)
 
 
