@@ -116,8 +116,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     for kind in inputs:
         if kind != 'gt':
             parse_degrade(kind)
-    base_cfg = setup_cfg([], args.opts)
-    refiner = CachedRefiner(build_refiner_from_cfg(base_cfg))
+    refiner = CachedRefiner(build_refiner_from_cfg(options['off'][0]))   # the gate-free cfg
     results: Dict[str, Dict[str, Any]] = {}
     for kind in inputs:
         results[kind] = {}

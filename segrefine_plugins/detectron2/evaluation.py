@@ -356,11 +356,12 @@ class GroundTruthModel(torch.nn.Module):
                     continue
                 info = {'id': int(s['id']), 'isthing': bool(s['isthing']),
                         'category_id': int(s['category_id'])}
-                if info['isthing']:   # instance_id: its index in instances (PanopticFPN's)
+                if info['isthing']:
                     info['score'] = 1.0
-                    info['instance_id'] = sum(bool(t['isthing']) for t in infos)
                 infos.append(info)
             things = [s for s in infos if s['isthing']]
+            for k, s in enumerate(things):   # its index in instances (PanopticFPN's)
+                s['instance_id'] = k
             if soft:   # float probabilities (things' up-sampled scores)
                 masks = torch.from_numpy(np.stack([soft[s['id']] for s in things])) if things \
                     else torch.zeros((0,) + ids.shape, dtype=torch.float32)
@@ -374,9 +375,8 @@ class GroundTruthModel(torch.nn.Module):
             inst.pred_classes = torch.tensor([s['category_id'] for s in things], dtype=torch.int64)
             out = {'panoptic_seg': (torch.from_numpy(ids), infos), 'instances': inst}
             if soft:   # stuff: per-category probabilities, channel = category_id (PanopticFPN)
-                sem = np.zeros((1 + max(s['category_id'] for s in infos),) + ids.shape,
-                               dtype=np.float32) if infos else np.zeros((1,) + ids.shape,
-                                                                        dtype=np.float32)
+                channels = 1 + max((s['category_id'] for s in infos), default=0)
+                sem = np.zeros((channels,) + ids.shape, dtype=np.float32)
                 for s in infos:
                     if not s['isthing']:
                         sem[s['category_id']] += soft[s['id']]

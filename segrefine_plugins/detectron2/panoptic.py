@@ -27,6 +27,32 @@ from ..multiobject import RoiOptions, refine_segments
 IdMap = Union[torch.Tensor, np.ndarray]
 
 
+def check_segments_info(segments_info: Any) -> List[Dict[str, Any]]:
+    """Validate a panoptic output's segment list alone (cheap: no pass over the id map).
+
+    Returns:
+        the list.
+
+    Raises:
+        ValueError: not a list (e.g. Panoptic-DeepLab's ``None``), entries without ``id`` /
+            ``isthing``, repeated or non-positive ids.
+    """
+    if not isinstance(segments_info, (list, tuple)):
+        raise ValueError(f'segments_info must be a list of dicts, got '
+                         f'{type(segments_info).__name__} (outputs that encode the category in '
+                         f'the id, segments_info=None, are not supported)')
+    seen = set()
+    for info in segments_info:
+        if not isinstance(info, dict) or 'id' not in info or 'isthing' not in info:
+            raise ValueError(f'every segments_info entry needs "id" and "isthing", got {info!r}')
+        sid = int(info['id'])
+        if sid <= 0 or sid in seen:
+            raise ValueError(f'segment ids must be distinct and > 0, got {sid} in '
+                             f'{[s.get("id") for s in segments_info]}')
+        seen.add(sid)
+    return list(segments_info)
+
+
 def check_panoptic(id_map: IdMap, segments_info: Any,
                    shape: Tuple[int, int]) -> Tuple[np.ndarray, List[Dict[str, Any]]]:
     """Validate a panoptic output against the image size.
@@ -55,19 +81,7 @@ def check_panoptic(id_map: IdMap, segments_info: Any,
     if tuple(arr.shape) != tuple(shape):
         raise ValueError(f'panoptic id map is {arr.shape[0]}x{arr.shape[1]} but the image is '
                          f'{shape[0]}x{shape[1]}')
-    if not isinstance(segments_info, (list, tuple)):
-        raise ValueError(f'segments_info must be a list of dicts, got '
-                         f'{type(segments_info).__name__} (outputs that encode the category in '
-                         f'the id, segments_info=None, are not supported)')
-    seen = set()
-    for info in segments_info:
-        if not isinstance(info, dict) or 'id' not in info or 'isthing' not in info:
-            raise ValueError(f'every segments_info entry needs "id" and "isthing", got {info!r}')
-        sid = int(info['id'])
-        if sid <= 0 or sid in seen:
-            raise ValueError(f'segment ids must be distinct and > 0, got {sid} in '
-                             f'{[s.get("id") for s in segments_info]}')
-        seen.add(sid)
+    seen = set(int(s['id']) for s in check_segments_info(segments_info))
     arr = arr.astype(np.int64, copy=False)
     present = np.unique(arr)
     if present.size and present[0] < 0:
@@ -150,4 +164,4 @@ def _like(arr: np.ndarray, ref: IdMap) -> IdMap:
     return arr.astype(ref.dtype, copy=False)
 
 
-__all__ = ['refine_panoptic', 'check_panoptic']
+__all__ = ['refine_panoptic', 'check_panoptic', 'check_segments_info']

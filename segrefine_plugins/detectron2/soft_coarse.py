@@ -58,13 +58,15 @@ def sem_seg_probs(scores: torch.Tensor,
             raise ValueError('sem_seg holds NaN / inf scores')
     logits = x.numel() > 0 and float(x.min()) < 0.0
     out = np.empty((len(picked), height, width), dtype=np.float32)
-    index = torch.as_tensor(picked, dtype=torch.long, device=x.device)
+    index = None if channels is None else torch.as_tensor(picked, dtype=torch.long,
+                                                          device=x.device)
     for y0, y1 in blocks:
         block = x[:, y0:y1].float()
+        part = block if index is None else block[index]   # all channels: no gather copy
         if logits:
-            part = torch.exp(block[index] - torch.logsumexp(block, dim=0)[None])
+            part = torch.exp(part - torch.logsumexp(block, dim=0)[None])
         else:
-            part = block[index].clamp(max=1.0)
+            part = part.clamp(max=1.0)
         out[:, y0:y1] = part.cpu().numpy()
     return out
 

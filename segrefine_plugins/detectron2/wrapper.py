@@ -30,8 +30,9 @@ its C scores when they are logits, as detectron2's SemanticSegmentor and Panopti
 scores without a negative value are probabilities, clipped to 1), float
 ``instances.pred_masks``, and the ``panoptic_seg`` segments that have a source in the same
 output (a thing: its instance's float mask through ``instance_id``; a stuff segment: the
-``sem_seg`` probability of its ``category_id``; :mod:`.soft_coarse`). Boolean masks (detectron2's usual pasted masks) carry
-none and stay hard. Needs a refiner built with ``soft_input=True`` and ``mask_threshold=0.5``.
+``sem_seg`` probability of its ``category_id``; :mod:`.soft_coarse`). Boolean masks
+(detectron2's usual pasted masks) carry none and stay hard. Needs a refiner built with
+``soft_input=True`` and ``mask_threshold=0.5``.
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ from ..threads import configure_threads
 from .config import IMAGE_SOURCES, build_refiner_from_cfg
 from .distributed import unwrap_parallel
 from .instances import refine_instances
-from .panoptic import check_panoptic, refine_panoptic
+from .panoptic import check_segments_info, refine_panoptic
 from .soft_coarse import panoptic_soft_masks, sem_seg_probs
 
 _INNER = 'model.'
@@ -301,9 +302,9 @@ class SegRefineWrapper(nn.Module):
         new = dict(out)
         if 'panoptic_seg' in todo:
             id_map, infos = out['panoptic_seg']
-            soft = panoptic_soft_masks(
-                check_panoptic(id_map, infos, image.shape[:2])[1], image.shape[:2],
-                out.get('instances'), out.get('sem_seg')) if self.soft_coarse else None
+            soft = panoptic_soft_masks(   # the id map itself is checked by refine_panoptic
+                check_segments_info(infos), image.shape[:2], out.get('instances'),
+                out.get('sem_seg')) if self.soft_coarse else None
             new['panoptic_seg'] = refine_panoptic(image, id_map, infos, self.refiner,
                                                   self.roi_options, stats=self._count,
                                                   soft_masks=soft)

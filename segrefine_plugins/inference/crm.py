@@ -314,7 +314,7 @@ class CRMRefiner(Refiner):
                 work_scale = check_float('work_scale', work_scale, 1.0, MAX_WORK_SCALE)
             except ValueError as e:
                 raise ValueError(f'the sidecar of {source}: {e}') from None
-        self.work_scale = check_float('work_scale', work_scale, 1.0, MAX_WORK_SCALE)
+        self.work_scale = work_scale   # checked above, as given or as the sidecar names it
         self.scales = self._check_scales(scales)
         if blocks is not None and (not isinstance(blocks, (tuple, list)) or len(blocks) != 4):
             raise ValueError(f'blocks must be 4 ints (e.g. (3, 4, 6, 3)) or None, got {blocks!r}')
