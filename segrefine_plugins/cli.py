@@ -23,8 +23,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from .io import Pairing, image_size, is_complete_png, label_edges, pair_files, png_text, \
-    read_image, read_label_map, read_mask, unwritable_reason, write_bytes_atomic, write_png_atomic
+from .io import IMAGE_EXTENSIONS, Pairing, image_size, is_complete_png, label_edges, pair_files, \
+    png_text, read_image, read_label_map, read_mask, unwritable_reason, write_bytes_atomic, \
+    write_png_atomic
 from .masks import EVAL_FOREGROUND_ABOVE, REFINE_FOREGROUND_ABOVE, foreground
 from .metrics import MetricSummary, as_binary_mask, format_table
 from .models.checkpoint import CheckpointError, checkpoint_path
@@ -488,21 +489,47 @@ def _pair_with_gt(gt: str, other: str, what: str) -> Pairing:
         raise UsageError(f'{what}: {e}') from None
 
 
+def _input_files(source: str) -> List[Path]:
+    """The image files ``source`` (a file or a folder, as ``eval`` reads it) holds."""
+    path = Path(source)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        return []
+    return [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+
+
+def _check_json_path(json_path: str, sources: Sequence[str]) -> None:
+    """UsageError, before anything is evaluated, when ``--json`` cannot be written or would
+    replace an image file of an input (``sources``: the --gt / --pred / --coarse arguments),
+    paired or not. Missing parent folders are created."""
+    problem = unwritable_reason(json_path)
+    if problem:
+        raise UsageError(f'--json {json_path!r}: {problem}')
+    if os.path.exists(json_path):
+        for source in sources:
+            if any(os.path.samefile(json_path, p) for p in _input_files(source)):
+                raise UsageError(f'--json {json_path!r} is an input file (in {source!r}); '
+                                 f'choose another path')
+    parent = os.path.dirname(os.path.abspath(json_path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f'--json {json_path!r}: cannot create the folder {parent!r}: '
+                         f'{e.strerror or e}') from None
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     pairing = _pair_with_gt(args.gt, args.pred, '--pred')
+    coarse_pairing = _pair_with_gt(args.gt, args.coarse, '--coarse') if args.coarse else None
     if args.json:
-        problem = unwritable_reason(args.json)
-        if problem:
-            raise UsageError(f'--json {args.json!r}: {problem}')
-        if os.path.exists(args.json) and any(
-                os.path.samefile(args.json, p) for _, g, q in pairing.pairs for p in (g, q)):
-            raise UsageError(f'--json {args.json!r} is an input file; choose another path')
+        _check_json_path(args.json, [args.gt, args.pred] + ([args.coarse] if args.coarse else []))
     # predictions without ground truth (e.g. NAME_overlay.png) are not errors: just ignored
     missing = _report_files('ground-truth masks without a prediction (not evaluated)',
                             pairing.unpaired_images)
     coarse_of: Dict[str, Path] = {}
-    if args.coarse:
-        coarse_of = {stem: m for stem, _, m in _pair_with_gt(args.gt, args.coarse, '--coarse').pairs}
+    if coarse_pairing is not None:
+        coarse_of = {stem: m for stem, _, m in coarse_pairing.pairs}
     if not pairing.pairs:
         raise UsageError('no ground-truth / prediction pairs found (files are paired by name)')
 

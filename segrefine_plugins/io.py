@@ -69,13 +69,20 @@ def to_rgb_uint8(array: np.ndarray, name: str = 'image') -> np.ndarray:
     return array
 
 
+#: A colour mask file whose channels differ by more than this many levels at some pixel is
+#: refused (a colour-coded label, not a gray mask); below it, JPEG chroma noise on a gray mask.
+MASK_MAX_CHROMA = 48
+
+
 def to_mask_uint8(array: np.ndarray, name: str = 'mask') -> np.ndarray:
     """Convert a mask image array to (H, W) uint8 0..255.
 
     * (H, W) / (H, W, 1): as is;
     * (H, W, 2) gray + alpha and (H, W, 4) colour + alpha: the alpha channel if it is not
       all opaque (a soft mask stored as transparency), else the gray / luminance of the colour;
-    * (H, W, 3): luminance (OpenCV's ITU-R 601 weights; equal channels stay unchanged);
+    * (H, W, 3): luminance (OpenCV's ITU-R 601 weights; equal channels stay unchanged); a
+      colour image (channels differing by more than ``MASK_MAX_CHROMA`` levels somewhere, e.g.
+      a red-on-black mask, whose red would read as 76) raises ValueError;
     * uint16: ``>> 8``. Channel order of colour input is taken as BGR (OpenCV's).
     """
     if not isinstance(array, np.ndarray):
@@ -98,7 +105,14 @@ def to_mask_uint8(array: np.ndarray, name: str = 'mask') -> np.ndarray:
         return np.ascontiguousarray(array[:, :, -1])
     if c == 2:
         return np.ascontiguousarray(array[:, :, 0])
-    return cv2.cvtColor(np.ascontiguousarray(array[:, :, :3]), cv2.COLOR_BGR2GRAY)
+    colour = np.ascontiguousarray(array[:, :, :3])
+    spread = int((colour.max(axis=2).astype(np.int16) - colour.min(axis=2)).max())
+    if spread > MASK_MAX_CHROMA:
+        raise ValueError(f'{name} is a colour image (its channels differ by up to {spread} '
+                         f'levels), not a gray mask: its luminance would misread colours (red '
+                         f'255,0,0 reads as 76, background). Save the object as a gray 0..255 '
+                         f'mask (e.g. 255 where the colour marks it)')
+    return cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)
 
 
 # --------------------------------------------------------------------------- reading
@@ -135,7 +149,11 @@ def _decode(path: PathLike) -> np.ndarray:
         raise ImageReadError(f'cannot read {path!r}: {e.strerror or e}') from None
     if not data:
         raise ImageReadError(f'cannot read {path!r}: the file is empty')
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:   # e.g. a header claiming more pixels than OpenCV's limit
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise ImageReadError(f'cannot decode {path!r}: OpenCV refused it ({reason})') from None
     if array is None or array.size == 0:
         raise ImageReadError(f'cannot decode {path!r}: not an image OpenCV can read, or corrupt')
     if data[:2] == b'\xff\xd8' and _jpeg_is_truncated(data):
@@ -163,7 +181,8 @@ def read_mask(path: PathLike) -> np.ndarray:
     """Read a mask file as (H, W) uint8 0..255 (see :func:`to_mask_uint8` for the rules).
 
     An RGBA file whose alpha is not all opaque gives its alpha channel (a soft mask stored as
-    transparency); otherwise a colour file gives its luminance. A palette PNG whose colours
+    transparency); otherwise a gray-looking colour file gives its luminance, and a colour one
+    (e.g. red on black) is refused (``MASK_MAX_CHROMA``). A palette PNG whose colours
     are not gray (a label map such as VOC's) and a 16-bit mask holding only 0..255 are
     refused (they would read as wrong or empty masks). 0/1 label files are returned
     as they are (values 0 and 1): the refiners and metrics reject those with a clear message.

@@ -158,6 +158,30 @@ def test_eval_json_is_written_atomically_and_never_over_an_input(data, capsys):
     assert (data / 'masks' / 'a.png').read_bytes() == before
 
 
+def test_eval_json_never_replaces_any_input_image_and_makes_its_folder(data, capsys):
+    """--json is refused (exit 2, nothing evaluated) when it names any image file of the
+    inputs: a ground truth with no prediction, a coarse mask, an unpaired prediction;
+    a missing folder of a new path is created."""
+    gt = data / 'gt'
+    gt.mkdir()
+    for name in ('a.png', 'b.png'):
+        (gt / name).write_bytes((data / 'masks' / name).read_bytes())
+    cv2.imwrite(str(gt / 'c.png'), np.zeros((H, W), np.uint8))          # no prediction
+    cv2.imwrite(str(data / 'masks' / 'a_overlay.png'), np.zeros((H, W, 3), np.uint8))
+    base = ['eval', '--pred', str(data / 'masks'), '--gt', str(gt), '--coarse',
+            str(data / 'masks')]
+    for target in (gt / 'c.png', data / 'masks' / 'a_overlay.png', data / 'masks' / 'b.png'):
+        before = target.read_bytes()
+        capsys.readouterr()
+        assert main(base + ['--json', str(target)]) == 2
+        captured = _no_traceback(capsys)
+        assert 'is an input file' in captured.err and captured.out == ''   # nothing evaluated
+        assert target.read_bytes() == before
+    report = data / 'new' / 'sub' / 'report.json'
+    assert main(base + ['--json', str(report)]) == 1                   # c.png: no prediction
+    assert json.loads(report.read_text())['missing_predictions'] == 1
+
+
 # ------------------------------------------------------------------ resume
 def test_resume_recomputes_outputs_that_do_not_decode(data, capsys):
     out = data / 'out'

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from segrefine_plugins import SAMPLES_DIR, io as sio
-from segrefine_plugins.io import (ImageReadError, pair_files, read_image, read_mask,
-                                  to_mask_uint8, to_rgb_uint8, write_png_atomic)
+from segrefine_plugins.io import (ImageReadError, pair_files, read_image, read_label_map,
+                                  read_mask, to_mask_uint8, to_rgb_uint8, write_png_atomic)
 
 
 @pytest.fixture
@@ -259,3 +259,44 @@ def test_pair_duplicate_stems_raise(tmp_path):
     masks = _touch(tmp_path / 'mask', 'a.png')
     with pytest.raises(ValueError, match="'a'"):
         pair_files(imgs, masks)
+
+
+def test_colour_masks_are_refused_gray_looking_ones_read(tmp_path):
+    """A red-on-black mask would read as luminance 76 (background): refused with a clear
+    error; a gray mask stored in colour with JPEG-like chroma noise still reads."""
+    red = np.zeros((20, 30, 3), np.uint8)
+    red[5:15, 5:25, 2] = 255                                   # BGR: red
+    with pytest.raises(ValueError, match='colour image'):
+        to_mask_uint8(red)
+    with pytest.raises(ValueError, match='colour image'):
+        to_mask_uint8(np.dstack([red, np.full((20, 30), 255, np.uint8)]))   # opaque RGBA
+    path = tmp_path / 'red.png'
+    cv2.imwrite(str(path), red)
+    with pytest.raises(ImageReadError, match='red.png.*colour image'):
+        read_mask(path)
+    gray = np.zeros((20, 30), np.uint8)
+    gray[5:15, 5:25] = 255
+    noisy = np.dstack([gray, gray, gray]).astype(np.int16)
+    noisy[..., 0] += np.random.default_rng(0).integers(-12, 13, gray.shape)
+    noisy = np.clip(noisy, 0, 255).astype(np.uint8)
+    assert ((to_mask_uint8(noisy) > 127) == (gray > 127)).all()
+
+
+def test_an_image_opencv_refuses_to_decode_is_an_image_read_error(tmp_path):
+    """A PNG whose header claims 65535 x 65535 px makes OpenCV raise cv2.error: read_image /
+    read_mask turn it into an ImageReadError naming the file."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack('>I', len(data)) + kind + data
+                + struct.pack('>I', zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack('>IIBBBBB', 65535, 65535, 8, 0, 0, 0, 0)
+    png = (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header)
+           + chunk(b'IDAT', zlib.compress(b'\0' * 16)) + chunk(b'IEND', b''))
+    path = tmp_path / 'bomb.png'
+    path.write_bytes(png)
+    for reader in (read_image, read_mask, read_label_map):
+        with pytest.raises(ImageReadError, match='bomb.png'):
+            reader(path)
