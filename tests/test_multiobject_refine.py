@@ -389,6 +389,28 @@ def test_min_roi_size_grows_small_rois():
         refine_label_map(image, labels, BlurRefiner(), min_roi_size=0)
 
 
+def test_rois_of_an_image_below_the_refiner_minimum_pass_through_unrefined():
+    """An image side below the refiner's minimum cannot be grown to: its ROIs keep their
+    input labels (counted in ``unrefined``) instead of failing the whole call; ROIs the
+    refiner can take are still refined. The real CRM (33 px minimum) included."""
+    labels = np.zeros((20, 90), dtype=np.uint8)
+    labels[4:16, 10:40] = 3
+    image = paint(labels)
+    for refiner in (MinSizeRefiner(), build_refiner(dict(type='CRM'), device='cpu')):
+        res = refine_label_map(image, labels, refiner, min_area=50)
+        np.testing.assert_array_equal(res.labels, labels)
+        assert res.unrefined == len(res.rois) == 2 and res.gated == 0
+        seg = refine_segments(image, (labels == 3)[None], refiner, fuse=False)
+        np.testing.assert_array_equal(seg.masks[0], labels == 3)
+        assert seg.unrefined == [0] and seg.gated == []
+        fused = refine_segments(image, (labels == 3)[None], refiner)
+        np.testing.assert_array_equal(fused.masks[0], labels == 3)
+    tall = np.zeros((60, 90), dtype=np.uint8)          # tall enough: refined as before
+    tall[20:40, 10:40] = 3
+    res = refine_label_map(paint(tall), tall, MinSizeRefiner(), min_area=50)
+    assert res.unrefined == 0 and len(res.rois) == 2
+
+
 # ----------------------------------------------------------------------------- segments
 def instances() -> Tuple[np.ndarray, np.ndarray]:
     """True labels with two objects (3, 17) on background 0, and their coarse masks."""

@@ -35,14 +35,19 @@ class LabelMapResult:
         labels: (H, W) refined class ids, the input's dtype.
         confidence: (H, W) float32 fused confidence (0.5 where no refined probability won;
             stuff probabilities are the scaled ones), or None unless requested.
-        rois: ``(class_id, (y0, y1, x0, x1))`` of every refined ROI, in refinement order.
+        rois: ``(class_id, (y0, y1, x0, x1))`` of every ROI, in refinement order (those
+            passed through unrefined included).
         gated: how many ROIs the do-no-harm gate kept coarse (0 with the gate off).
+        unrefined: how many ROIs were passed through unrefined, their input labels kept,
+            because the refiner cannot take their size (an image side below its minimum,
+            e.g. CRM's 33 px, that no growing can reach).
     """
 
     labels: np.ndarray
     confidence: Optional[np.ndarray]
     rois: List[Tuple[int, Box]]
     gated: int = 0
+    unrefined: int = 0
 
 
 @dataclass
@@ -55,8 +60,11 @@ class SegmentsResult:
         confidence: (H, W) float32 fused confidence (``fuse=True``), else None.
         probs: (N, H, W) float32 refined probabilities, 0 outside a segment's ROIs
             (``return_probs=True`` only), else None.
-        rois: ``(segment_index, (y0, y1, x0, x1))`` of every refined ROI, in order.
+        rois: ``(segment_index, (y0, y1, x0, x1))`` of every ROI, in order (those passed
+            through unrefined included).
         gated: indices of the segments the do-no-harm gate kept coarse (in some ROI).
+        unrefined: indices of the segments with an ROI passed through unrefined (input mask
+            kept there) because the refiner cannot take its size (see LabelMapResult).
         masks: (N, H, W) bool — the refined masks (``fuse=False``), or the segments of the
             fused id map (``fuse=True``, computed on first access).
     """
@@ -67,6 +75,7 @@ class SegmentsResult:
     probs: Optional[np.ndarray]
     rois: List[Tuple[int, Box]]
     gated: List[int] = field(default_factory=list)
+    unrefined: List[int] = field(default_factory=list)
     _masks: Optional[np.ndarray] = field(default=None, repr=False)
 
     @property
@@ -221,6 +230,7 @@ class _RoiRunner:
         self.batch = options.roi_batch_size if callable(getattr(refiner, 'refine_batch',
                                                                 None)) else 1
         self.gated = 0
+        self.unrefined = 0
 
     def _probs(self, rois: List[Roi]) -> List[np.ndarray]:
         crops = [self.image[r.box[0]:r.box[1], r.box[2]:r.box[3]] for r in rois]
@@ -235,19 +245,41 @@ class _RoiRunner:
                                  f' for an ROI of size {roi.mask.shape}')
         return [p.astype(np.float32, copy=False) for p in probs]
 
-    def _flush(self, pending: List[Roi]) -> Iterator[Tuple[Roi, np.ndarray, bool]]:
+    def _flush(self, pending: List[Roi]) -> Iterator[Tuple[Roi, Optional[np.ndarray], bool]]:
         for roi, prob in zip(pending, self._probs(pending)):
             prob, gated = apply_gate(self.options, prob, roi.mask)
             self.gated += gated
             yield roi, prob, gated
 
-    def run(self, rois: Iterable[Roi]) -> Iterator[Tuple[Roi, np.ndarray, bool]]:
+    def _refinable(self, roi: Roi) -> bool:
+        """Whether the refiner takes an input of the ROI's size (its ``check_input_size``);
+        an ROI that could not be grown enough (an image side below the refiner's minimum)
+        is not."""
+        check = getattr(self.refiner, 'check_input_size', None)
+        if not callable(check):
+            return True
+        try:
+            check(*roi.mask.shape)
+        except ValueError:
+            return False
+        return True
+
+    def run(self, rois: Iterable[Roi]) -> Iterator[Tuple[Roi, Optional[np.ndarray], bool]]:
+        """Yields ``(roi, prob, gated)`` in order; ``prob`` is None for an ROI passed through
+        unrefined (the refiner cannot take its size; counted in ``unrefined``)."""
         limit = getattr(self.refiner, 'limit_upscale', None)
         context = limit(self.options.max_upscale) if self.options.max_upscale is not None \
             and callable(limit) else contextlib.nullcontext()
         with context:
             pending: List[Roi] = []
             for roi in rois:
+                if not self._refinable(roi):
+                    if pending:
+                        yield from self._flush(pending)
+                        pending = []
+                    self.unrefined += 1
+                    yield roi, None, False
+                    continue
                 pending.append(roi)
                 if len(pending) >= self.batch:
                     yield from self._flush(pending)
@@ -395,13 +427,13 @@ def refine_label_map(image: np.ndarray, labels: np.ndarray, refiner: Refiner,
     runner = _RoiRunner(image, refiner, opts, soft)
     fitted = (_fit_roi(roi, refiner, min_size, labels.shape) for roi in rois_iter)
     for roi, prob, gated in runner.run(fitted):
-        if not gated:
+        if prob is not None and not gated:
             fusion.add(prob, roi.box, roi.label,
                        opts.stuff_scale if roi.label in stuff else 1.0)
         rois.append((roi.label, roi.box))
     refined, confidence = fusion.result()
     return LabelMapResult(refined, confidence if return_confidence else None, rois,
-                          gated=runner.gated)
+                          gated=runner.gated, unrefined=runner.unrefined)
 
 
 def _class_ids(values: Sequence[Any], name: str) -> List[int]:
@@ -543,13 +575,18 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner,
     best: Dict[int, Tuple[Box, np.ndarray]] = {}
     rois: List[Tuple[int, Box]] = []
     gated_segments: List[int] = []
+    unrefined: List[int] = []
     runner = _RoiRunner(image, refiner, opts, soft)
     ordered = (roi for i in range(count) for roi in seg_rois[i])
     for roi, prob, gated in runner.run(ordered):
         i = roi.index
         rois.append((i, roi.box))
-        if gated and (not gated_segments or gated_segments[-1] != i):
+        if gated and prob is not None and (not gated_segments or gated_segments[-1] != i):
             gated_segments.append(i)
+        if prob is None:
+            if not unrefined or unrefined[-1] != i:
+                unrefined.append(i)
+            gated = True    # below: the segment keeps its input mask in this ROI
         if fusion is not None and not gated:
             fusion.add(prob, roi.box, seg_ids[i], opts.stuff_scale if stuff_flags[i] else 1.0)
         if keep:
@@ -571,9 +608,10 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner,
                 probs[i, uy0:uy1, ux0:ux1] = np.maximum(acc, 0.0)
     if fusion is not None:
         id_map, confidence = fusion.result()
-        return SegmentsResult(seg_ids, id_map, confidence, probs, rois, gated=gated_segments)
+        return SegmentsResult(seg_ids, id_map, confidence, probs, rois, gated=gated_segments,
+                              unrefined=unrefined)
     return SegmentsResult(seg_ids, None, None, probs, rois, gated=gated_segments,
-                          _masks=refined_masks)
+                          unrefined=unrefined, _masks=refined_masks)
 
 
 def _union_box(boxes: Sequence[Box]) -> Box:
