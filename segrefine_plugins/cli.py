@@ -416,6 +416,12 @@ def cmd_refine(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(f'--threads: {e}') from None
     roi = _roi_options(args.roi)
+    # built before the outputs are looked at: a bad option or checkpoint is a usage error
+    # even when every output exists (not "skipped", nor "made with other settings")
+    try:
+        refiner = build_refiner(cfg)
+    except Exception as e:  # weights missing, bad keys, unknown type: all config errors
+        raise UsageError(f'cannot build the refiner {cfg!r}: {type(e).__name__}: {e}') from None
     try:
         stamp = settings_stamp(cfg, roi, args.labels, args.binary)
     except (OSError, ValueError) as e:   # unreadable weights, unknown type, missing defaults
@@ -440,11 +446,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
         _err(f'{skipped} of {len(pairing.pairs)} pairs already have their outputs in {str(out)!r}: '
              f'skipped (--overwrite recomputes them)')
     written = failed = gated = 0
-    if jobs:  # the model is only loaded when there is work (a finished run resumes at once)
-        try:
-            refiner = build_refiner(cfg)
-        except Exception as e:  # weights missing, bad keys, unknown type: all config errors
-            raise UsageError(f'cannot build the refiner {cfg!r}: {type(e).__name__}: {e}') from None
+    if jobs:
         _make_out_dir(out)
     for stem, image_path, mask_path, outputs in tqdm(jobs, desc='refine', unit='img', file=sys.stderr,
                                                      dynamic_ncols=True, disable=not jobs):

@@ -98,6 +98,24 @@ def test_bad_checkpoints_exit_2(data, capsys, make, match):
     assert match in _no_traceback(capsys).err
 
 
+def test_bad_options_are_usage_errors_when_every_output_exists(data, capsys):
+    """A finished run resumed with a bad option or checkpoint is told so (exit 2), not
+    "skipped" (exit 0) nor "made with other settings"."""
+    out = data / 'out'
+    assert main(_refine(data, out)) == 0
+    (data / 'text.pth').write_text('not a checkpoint\n')
+    for extra, match in ((['--set', 'chunk_size=0'], 'chunk_size'),
+                         (['--set', 'foo=1'], "does not take 'foo'"),
+                         (['--checkpoint', str(data / 'text.pth'), '--type', 'CRM'],
+                          'corrupt or not a torch checkpoint')):
+        capsys.readouterr()
+        assert main(_refine(data, out, *extra)) == 2, extra
+        err = _no_traceback(capsys).err
+        assert match in err and 'other refiner settings' not in err, err
+    assert main(_refine(data, out)) == 0                      # the good settings still resume
+    assert '2 skipped' in _no_traceback(capsys).out
+
+
 # ------------------------------------------------------------------ unwritable places
 def test_out_under_a_regular_file_exits_2(data, capsys):
     (data / 'file').write_text('x')
