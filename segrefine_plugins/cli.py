@@ -327,12 +327,14 @@ def settings_stamp(cfg: Dict[str, Any], roi: Any, labels: bool, binary: bool) ->
         refiner['checkpoint'] = 'sha256:' + _file_sha256(os.fspath(ckpt))
     if cls.__name__ == 'CRMRefiner':   # the scales / work scale it will use when not given
         from .inference import crm
-        arch: Dict[str, Any] = {}
+        arch: Optional[Dict[str, Any]] = None
         if ckpt is None:   # the shipped file it will load
             path, arch = crm.default_weights(crm.default_weights_name(
                 bool(cfg.get('soft_input', False)), cfg.get('work_scale')))
             refiner['checkpoint'] = 'sha256:' + _file_sha256(str(path))
-        scales, work_scale = crm.implicit_settings(arch, ckpt is None)
+        else:              # a checkpoint file may carry its settings in a sidecar
+            arch = crm.checkpoint_sidecar(ckpt)
+        scales, work_scale = crm.implicit_settings(arch or {}, arch is not None)
         refiner.setdefault('scales', _canonical(scales))
         refiner.setdefault('work_scale', _canonical(work_scale))
     # opt-in switches left unset (default None, value None) are left out, so an option added

@@ -265,7 +265,7 @@ def test_soft_input_default_is_the_soft_trained_file(tmp_path, monkeypatch, smal
 def test_default_weights_sidecar_names_the_work_scale(tmp_path, monkeypatch, small_state,
                                                      sample):
     """The default weights refine at the work_scale their sidecar names (1 without one); an
-    explicit work_scale wins; an explicit checkpoint ignores the sidecar; a bad value raises."""
+    explicit work_scale wins; an in-memory checkpoint has no sidecar; a bad value raises."""
     monkeypatch.setattr(crm_inf, 'WEIGHTS_DIR', tmp_path)
     torch.save(small_state, tmp_path / 'crm_default.pth')
     sidecar = tmp_path / 'crm_default.json'
@@ -283,6 +283,45 @@ def test_default_weights_sidecar_names_the_work_scale(tmp_path, monkeypatch, sma
     sidecar.write_text('{"blocks": [1, 1, 1, 1], "width": 8, "work_scale": 0.5}')
     with pytest.raises(ValueError, match='sidecar of .*crm_default.pth.*work_scale'):
         CRMRefiner()
+
+
+def test_a_checkpoint_file_with_a_sidecar_gets_its_settings(tmp_path, small_state, sample):
+    """A checkpoint file NAME.pth with NAME.json beside it (as the shipped files have) runs
+    at the sidecar's scales / work_scale, so naming a shipped file by its path gives the
+    default's results; without a sidecar, or beside another program's JSON, it runs as
+    published; a malformed or mismatching sidecar raises."""
+    from segrefine_plugins.inference.crm import checkpoint_sidecar
+
+    ckpt = tmp_path / 'mine.pth'
+    torch.save(small_state, ckpt)
+    assert checkpoint_sidecar(ckpt) is None and checkpoint_sidecar(small_state) is None
+    plain = CRMRefiner(str(ckpt))
+    assert plain.work_scale == 1.0 and plain.scales == crm_inf.PUBLISHED_SCALES
+    (tmp_path / 'mine.json').write_text('{"epoch": 3, "loss": 0.1}')       # not a sidecar
+    assert CRMRefiner(ckpt).work_scale == 1.0
+    (tmp_path / 'mine.json').write_text(
+        '{"blocks": [1, 1, 1, 1], "width": 8, "scales": [0.5, 1.0], "work_scale": 2.0}')
+    named = CRMRefiner(ckpt)
+    assert named.work_scale == 2.0 and named.scales == (0.5, 1.0)
+    assert CRMRefiner(ckpt, work_scale=1.5, scales=[1.0]).work_scale == 1.5   # explicit wins
+    image, mask = sample
+    np.testing.assert_array_equal(
+        named.refine(image, mask),
+        CRMRefiner(small_state, scales=(0.5, 1.0), work_scale=2).refine(image, mask))
+    (tmp_path / 'mine.json').write_text('{"blocks": [1, 1, 1], "width": 8}')
+    with pytest.raises(ValueError, match='must hold'):
+        CRMRefiner(ckpt)
+    (tmp_path / 'mine.json').write_text('{"blocks": [2, 1, 1, 1], "width": 8}')
+    with pytest.raises(CheckpointError, match='sidecar says'):
+        CRMRefiner(ckpt)
+
+
+def test_naming_the_shipped_default_by_path_gives_the_default(sample):
+    from segrefine_plugins.inference.crm import WEIGHTS_DIR
+    image, mask = sample
+    np.testing.assert_array_equal(
+        build_refiner(dict(type='CRM', checkpoint=str(WEIGHTS_DIR / 'crm_default.pth')))
+        .refine(image, mask), build_refiner(dict(type='CRM')).refine(image, mask))
 
 
 def test_explicit_work_scale_one_loads_the_scale1_weights(tmp_path, monkeypatch, small_state,

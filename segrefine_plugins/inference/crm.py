@@ -162,6 +162,30 @@ def default_weights(name: str = 'crm_default',
     return pth, dict(arch, blocks=tuple(blocks))
 
 
+def checkpoint_sidecar(checkpoint: Any) -> Optional[Dict[str, Any]]:
+    """The sidecar of a checkpoint *file* ``NAME.pth``: ``NAME.json`` beside it holding
+    ``"blocks"`` (as the shipped weights have, and as docs/training.md writes for a trained
+    model), read and checked as :func:`default_weights` does; None for an in-memory state
+    dict, or when there is no such file or it holds no ``"blocks"`` (another program's JSON).
+
+    Raises:
+        ValueError: the JSON names ``"blocks"`` but is malformed.
+    """
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        return None
+    path = Path(os.fspath(checkpoint))
+    meta = path.with_suffix('.json')
+    if path.suffix.lower() == '.json' or not meta.is_file():
+        return None
+    try:
+        data = json.loads(meta.read_text(encoding='utf-8'))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or 'blocks' not in data:
+        return None
+    return default_weights(path.stem, path.parent)[1] if path.is_file() else None
+
+
 def infer_architecture(state: Mapping[str, torch.Tensor],
                        source: str = 'state dict') -> Dict[str, Any]:
     """``{'blocks': (...), 'width': w}`` of a CRM state dict (``module.`` already stripped).
@@ -227,8 +251,10 @@ class CRMRefiner(Refiner):
         scales: resolutions at which the image is encoded, in order (published
             (0.125, 0.25, 0.5, 1.0)); each in (0, 1]. Every scale decodes the full-resolution
             grid; fewer scales are faster and change the numbers. ``None``: the published
-            scales, or, for the default weights, the ``scales`` their sidecar names (the
-            shipped small model was trained for single-scale use).
+            scales, or, for the default weights (and any checkpoint file with a sidecar,
+            :func:`checkpoint_sidecar`: the shipped files named by path give the same
+            results), the ``scales`` their sidecar names (the shipped small model was
+            trained for single-scale use).
         chunk_size: queries (pixels) decoded at once. Memory ~1.1 KB per query in fp32
             (16384 -> ~18 MB, 65536 -> ~72 MB); the output does not depend on it. The
             published code decodes 802,816 at once (~2 KB of 262-value MLP inputs per
@@ -254,7 +280,8 @@ class CRMRefiner(Refiner):
             cut at the band's edge. Counts pixels of the enlarged image with ``work_scale``.
             Changes the numbers (measured in docs/performance.md).
         work_scale: refine at this multiple of the input's size (>= 1; 1 = as published;
-            ``None``: 1, or for the default weights the ``work_scale`` their sidecar names):
+            ``None``: 1, or for the default weights / a checkpoint with a sidecar the
+            ``work_scale`` their sidecar names):
             the image is enlarged (bicubic), the mask too (bilinear; re-binarised at 127.5
             unless ``soft_input``), and the probability is shrunk back (area average).
             Time and memory grow with its square. The default weights (stage 10) were trained
@@ -304,8 +331,8 @@ class CRMRefiner(Refiner):
                                                                       coarse_band, 1, 4096)
         if work_scale is not None:
             work_scale = check_float('work_scale', work_scale, 1.0, MAX_WORK_SCALE)
-        state, arch, source = self._load_state(checkpoint, work_scale)
-        implicit_scales, implicit_work_scale = implicit_settings(arch, checkpoint is None)
+        state, arch, source, sidecar = self._load_state(checkpoint, work_scale)
+        implicit_scales, implicit_work_scale = implicit_settings(arch, sidecar)
         if scales is None:
             scales = implicit_scales
         if work_scale is None:
@@ -356,25 +383,29 @@ class CRMRefiner(Refiner):
         return out
 
     def _load_state(self, checkpoint: Optional[Checkpoint], work_scale: Optional[float]
-                    ) -> Tuple[StateDict, Dict[str, Any], str]:
-        """(state dict, architecture, how messages name the source). Without a checkpoint:
-        the shipped weights trained for the setting asked for (``soft_input``, then an
-        explicit ``work_scale`` of 1, else the default)."""
+                    ) -> Tuple[StateDict, Dict[str, Any], str, bool]:
+        """(state dict, architecture, how messages name the source, whether a sidecar
+        names the settings). Without a checkpoint: the shipped weights trained for the
+        setting asked for (``soft_input``, then an explicit ``work_scale`` of 1, else the
+        default). A checkpoint file with a sidecar (:func:`checkpoint_sidecar`, e.g. a
+        shipped file named by its path) gets the sidecar's settings too."""
         if checkpoint is None:
             path, arch = default_weights(default_weights_name(self.soft_input, work_scale))
-            state = read_state_dict(path)
-            found = infer_architecture(state, repr(str(path)))
-            if (tuple(found['blocks']), found['width']) != (arch['blocks'], arch['width']):
-                raise CheckpointError(f'{path} holds blocks={found["blocks"]}, width='
-                                      f'{found["width"]}, its sidecar says blocks='
-                                      f'{arch["blocks"]}, width={arch["width"]}')
-            return state, arch, repr(str(path))
-        if isinstance(checkpoint, Mapping):
-            state, source = extract_state_dict(checkpoint, 'state dict'), 'state dict'
+        elif isinstance(checkpoint, Mapping):
+            state = extract_state_dict(checkpoint, 'state dict')
+            return state, infer_architecture(state, 'state dict'), 'state dict', False
         else:
-            state = read_state_dict(checkpoint)
-            source = repr(os.fspath(checkpoint))
-        return state, infer_architecture(state, source), source
+            path, arch = checkpoint, checkpoint_sidecar(checkpoint)
+        state = read_state_dict(path)
+        source = repr(os.fspath(path))
+        found = infer_architecture(state, source)
+        if arch is None:
+            return state, found, source, False
+        if (tuple(found['blocks']), found['width']) != (tuple(arch['blocks']), arch['width']):
+            raise CheckpointError(f'{source} holds blocks={found["blocks"]}, width='
+                                  f'{found["width"]}, its sidecar says blocks='
+                                  f'{arch["blocks"]}, width={arch["width"]}')
+        return state, dict(arch, **found), source, True
 
     def _encoder_net(self, net: CRMNet) -> CRMNet:
         """The folded network as the options want it run (``compile`` / ``backend`` replace
