@@ -27,7 +27,7 @@ from .io import IMAGE_EXTENSIONS, Pairing, image_size, is_complete_png, label_ed
     png_text, read_image, read_label_map, read_mask, unwritable_reason, write_bytes_atomic, \
     write_png_atomic
 from .masks import EVAL_FOREGROUND_ABOVE, REFINE_FOREGROUND_ABOVE, foreground
-from .metrics import MetricSummary, as_binary_mask, format_table
+from .metrics import MetricSummary, as_binary_mask, format_table, paired_delta
 from .models.checkpoint import CheckpointError, checkpoint_path
 from .options import OptionError, parse_key_values
 
@@ -564,16 +564,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
             _err(f'{stem}: skipped: {e}')
             failed += 1
     results = {name: s.result() for name, s in rows.items()}
-    print(format_table(results, delta=('coarse', 'refined') if args.coarse else None))
+    # the delta row compares the same images (a metric undefined in one row is left out)
+    delta = paired_delta(rows['coarse'], rows['refined']) if args.coarse else None
+    print(format_table(results, delta=('coarse', 'refined') if args.coarse else None,
+                       delta_values=delta))
     for n, r in results.items():
         if r['mba_undefined'] or r['boundary_iou_undefined']:
             print(f'({n}: undefined values left out of the means: mBA {r["mba_undefined"]} '
                   f'image(s) whose ground truth has no boundary, bIoU {r["boundary_iou_undefined"]})')
     if args.json:
         report: Dict[str, Any] = dict(results)
-        if args.coarse:
-            report['delta'] = {k: results['refined'][k] - results['coarse'][k]
-                               for k in ('iou', 'mba', 'boundary_iou')}
+        if delta is not None:
+            report['delta'] = delta
         report['per_image'] = per_image
         report['failed'] = failed
         report['missing_predictions'] = missing

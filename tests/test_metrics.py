@@ -249,3 +249,32 @@ def test_format_table_rows_and_delta():
     assert lines[1].split() == ['coarse', '50.00', '25.00', 'nan', '3']
     assert lines[2].split() == ['refined', '75.00', '50.00', '12.50', '3']
     assert lines[3].split() == ['delta', '+25.00', '+25.00', 'nan']
+
+
+def test_paired_delta_compares_the_same_images():
+    """Boundary IoU is undefined where ground truth and prediction are both empty: the rows'
+    own means then cover different images, and the delta is taken over the images defined
+    in both (here unchanged where both are defined: delta 0, not the rows' difference)."""
+    from segrefine_plugins.metrics import MetricSummary, format_table, paired_delta
+
+    gt_obj = np.zeros((40, 40), bool)
+    gt_obj[10:30, 10:30] = True
+    near = np.zeros_like(gt_obj)
+    near[11:30, 10:30] = True
+    empty = np.zeros_like(gt_obj)
+    coarse, refined = MetricSummary(), MetricSummary()
+    for gt, c, r, name in ((gt_obj, near, near, 'a'), (empty, near, empty, 'b')):
+        coarse.update(gt, c, name)
+        refined.update(gt, r, name)
+    a, b = coarse.result(), refined.result()
+    assert b['boundary_iou_undefined'] == 1 and a['boundary_iou_undefined'] == 0
+    assert b['boundary_iou'] - a['boundary_iou'] > 0.2          # the naive difference
+    d = paired_delta(coarse, refined)
+    assert d['boundary_iou'] == 0.0 and d['iou'] == b['iou'] - a['iou']
+    table = format_table({'coarse': a, 'refined': b}, delta=('coarse', 'refined'),
+                         delta_values=d)
+    assert table.splitlines()[-1].split()[3] == '+0.00'
+    other = MetricSummary()
+    other.update(gt_obj, near, 'z')
+    with pytest.raises(ValueError, match='same images'):
+        paired_delta(coarse, other)

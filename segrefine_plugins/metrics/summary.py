@@ -65,6 +65,22 @@ class MetricSummary:
         }
 
 
+def paired_delta(before: MetricSummary, after: MetricSummary) -> Dict[str, float]:
+    """``after - before`` per metric over the same images (two summaries updated with the
+    same ground truths, in the same order): IoU from the pooled counts; mBA and Boundary IoU
+    as means over the images where *both* are defined (Boundary IoU is undefined where a
+    ground truth and its prediction are both empty, so the two rows' own means can cover
+    different images); nan where no image qualifies."""
+    if before.names != after.names:
+        raise ValueError('paired_delta needs two summaries of the same images, in order')
+    out = {'iou': after.iou.value - before.iou.value}
+    for key, a, b in (('mba', before.mba_values, after.mba_values),
+                      ('boundary_iou', before.boundary_iou_values, after.boundary_iou_values)):
+        both = [(x, y) for x, y in zip(a, b) if not (math.isnan(x) or math.isnan(y))]
+        out[key] = float(np.mean([y - x for x, y in both])) if both else float('nan')
+    return out
+
+
 def format_value(value: float, signed: bool = False) -> str:
     """A fraction as a percentage with two decimals ('nan' stays 'nan')."""
     if math.isnan(value):
@@ -72,12 +88,15 @@ def format_value(value: float, signed: bool = False) -> str:
     return f'{100 * value:+.2f}' if signed else f'{100 * value:.2f}'
 
 
-def format_table(rows: Mapping[str, Mapping[str, float]], delta: Optional[tuple] = None) -> str:
+def format_table(rows: Mapping[str, Mapping[str, float]], delta: Optional[tuple] = None,
+                 delta_values: Optional[Mapping[str, float]] = None) -> str:
     """Plain-text table of metric rows (values in percent, two decimals).
 
     Args:
         rows: ``{row name: MetricSummary.result()-like dict}``, printed in order.
         delta: optional ``(from_row, to_row)``: adds a row ``to - from`` per metric.
+        delta_values: the delta row's values, when given (e.g. :func:`paired_delta`),
+            instead of the difference of the two rows.
     """
     names = list(rows)
     if delta is not None:
@@ -89,6 +108,7 @@ def format_table(rows: Mapping[str, Mapping[str, float]], delta: Optional[tuple]
                      + f'{int(row.get("images", 0)):>9}')
     if delta is not None:
         a, b = rows[delta[0]], rows[delta[1]]
+        values = delta_values if delta_values is not None else {k: b[k] - a[k] for k, _ in COLUMNS}
         lines.append(f'{"delta":<{w0}}'
-                     + ''.join(f'{format_value(b[k] - a[k], signed=True):>9}' for k, _ in COLUMNS))
+                     + ''.join(f'{format_value(values[k], signed=True):>9}' for k, _ in COLUMNS))
     return '\n'.join(lines)
