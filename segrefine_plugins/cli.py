@@ -397,6 +397,23 @@ def _plan_jobs(pairing: Pairing, out: Path, overlay: bool, overwrite: bool,
     return jobs, incomplete, foreign, unstamped
 
 
+def _check_output_names(pairing: Pairing, overlay: bool) -> None:
+    """UsageError when two outputs would have one name (with --overlay, pair ``a``'s
+    ``a_overlay.png`` and pair ``a_overlay``'s mask): one would silently replace the other."""
+    owner: Dict[str, str] = {}
+    clashes = []
+    for stem, _, _ in pairing.pairs:
+        names = [f'{stem}.png'] + ([f'{stem}_overlay.png'] if overlay else [])
+        for name in names:
+            if name in owner:
+                clashes.append(f'{name!r} (pairs {owner[name]!r} and {stem!r})')
+            owner.setdefault(name, stem)
+    if clashes:
+        raise UsageError(f'{len(clashes)} output name(s) would be written twice: '
+                         + ', '.join(clashes[:5]) + (', ...' if len(clashes) > 5 else '')
+                         + '; rename the inputs' + (' or drop --overlay' if overlay else ''))
+
+
 def cmd_refine(args: argparse.Namespace) -> int:
     from . import build_refiner
     try:
@@ -411,6 +428,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
                          + ')')
     out = Path(args.out)
     _check_out_dir(out, pairing)
+    _check_output_names(pairing, args.overlay)
     cfg = refiner_config(args)
     from .threads import configure_threads
     try:

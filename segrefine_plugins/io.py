@@ -205,6 +205,15 @@ def read_mask(path: PathLike) -> np.ndarray:
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 
+def _is_jpeg(path: PathLike) -> bool:
+    """True for a file that starts with the JPEG start-of-image marker."""
+    try:
+        with open(path, 'rb') as f:
+            return f.read(3) == b'\xff\xd8\xff'
+    except OSError:
+        return False
+
+
 def _is_palette_png(path: PathLike) -> bool:
     """True for a PNG whose IHDR colour type is 3 (indexed colour)."""
     try:
@@ -231,7 +240,16 @@ def read_label_map(path: PathLike) -> np.ndarray:
     uint16, values as stored. Colour files (including palette PNGs, which OpenCV expands to
     colours) are refused: convert them to class ids first. Raises :class:`ImageReadError`
     naming the file when it cannot be read."""
+    if _is_jpeg(path):
+        raise ImageReadError(f'{os.fspath(path)!r} is a JPEG: lossy compression invents class '
+                             f'ids along the class boundaries; store label maps as PNG')
     array = _decode(path)
+    if array.ndim == 3 and _is_palette_png(path):
+        raise ImageReadError(f'{os.fspath(path)!r} is a palette (indexed-colour) PNG, which '
+                             f'OpenCV reads as colours: save the class ids themselves as an '
+                             f'8- or 16-bit gray PNG (e.g. with PIL: '
+                             f'Image.fromarray(np.array(Image.open(path))).save(out), whose '
+                             f'array holds the palette indices)')
     if array.ndim != 2:
         raise ImageReadError(f'{os.fspath(path)!r} is not a single-channel label map (shape '
                              f'{array.shape}); write class ids as an 8- or 16-bit gray PNG')

@@ -200,6 +200,18 @@ def test_eval_json_never_replaces_any_input_image_and_makes_its_folder(data, cap
     assert json.loads(report.read_text())['missing_predictions'] == 1
 
 
+def test_overlay_names_that_collide_with_a_mask_output_are_refused(data, capsys):
+    """Pairs 'a' and 'a_overlay' with --overlay would both write a_overlay.png: refused up
+    front (exit 2, nothing written); without --overlay they are fine."""
+    _write_pair(data, 'a_overlay', seed=5)
+    out = data / 'out'
+    assert main(_refine(data, out, '--overlay')) == 2
+    err = _no_traceback(capsys).err
+    assert "'a_overlay.png'" in err and 'written twice' in err and not out.exists()
+    assert main(_refine(data, out)) == 0
+    assert sorted(p.name for p in out.iterdir()) == ['a.png', 'a_overlay.png', 'b.png']
+
+
 # ------------------------------------------------------------------ resume
 def test_resume_recomputes_outputs_that_do_not_decode(data, capsys):
     out = data / 'out'

@@ -300,3 +300,22 @@ def test_an_image_opencv_refuses_to_decode_is_an_image_read_error(tmp_path):
     for reader in (read_image, read_mask, read_label_map):
         with pytest.raises(ImageReadError, match='bomb.png'):
             reader(path)
+
+
+def test_label_maps_refuse_jpeg_and_name_palette_pngs(tmp_path):
+    """A JPEG label map would gain invented class ids at its boundaries: refused; a palette
+    PNG is named as such (OpenCV reads its colours), a gray PNG reads as stored."""
+    from PIL import Image
+
+    labels = np.zeros((24, 32), np.uint8)
+    labels[4:20, 6:16], labels[4:20, 16:28] = 3, 9
+    cv2.imwrite(str(tmp_path / 'l.jpg'), labels)
+    with pytest.raises(ImageReadError, match='is a JPEG'):
+        read_label_map(tmp_path / 'l.jpg')
+    pal = Image.fromarray(labels, mode='P')
+    pal.putpalette([v for i in range(256) for v in (i * 7 % 256, i * 13 % 256, i * 29 % 256)])
+    pal.save(tmp_path / 'p.png')
+    with pytest.raises(ImageReadError, match='palette'):
+        read_label_map(tmp_path / 'p.png')
+    cv2.imwrite(str(tmp_path / 'g.png'), labels)
+    np.testing.assert_array_equal(read_label_map(tmp_path / 'g.png'), labels)
