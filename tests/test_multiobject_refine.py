@@ -559,3 +559,24 @@ def test_real_refiner_on_a_two_class_image(name, kwargs, min_roi_size, request):
     want_labels, want_conf = naive_fusion(coarse, pieces)
     np.testing.assert_array_equal(res.labels, want_labels)
     np.testing.assert_allclose(res.confidence, want_conf, atol=1e-6)
+
+
+def test_segment_and_class_ids_must_be_int64_integers():
+    """Float ids were truncated (1.7 -> 1), ids beyond int64 overflowed with a raw error and
+    uint64 label ids >= 2**63 wrapped negative: all are clear ValueErrors now."""
+    truth, masks = instances()
+    image = paint(truth)
+    for ids, match in (([1.7, 2.2], 'must be integers'), ([True, 2], 'must be integers'),
+                       (np.array([2 ** 63 + 1, 5], np.uint64), 'fit in int64')):
+        with pytest.raises(ValueError, match=match):
+            refine_segments(image, masks, BlurRefiner(), ids=ids)
+        with pytest.raises(ValueError, match=match):
+            segments_to_id_map(masks, ids)
+    ok = refine_segments(image, masks, BlurRefiner(), ids=np.array([4, 6], np.uint64))
+    assert ok.ids == [4, 6] and set(np.unique(ok.id_map)) <= {0, 4, 6}
+    big = truth.astype(np.uint64)
+    big[truth == 17] = 2 ** 63 + 5
+    with pytest.raises(ValueError, match='beyond int64'):
+        refine_label_map(image, big, BlurRefiner())
+    with pytest.raises(ValueError, match='entries for 2 masks'):
+        segments_to_id_map(masks, [1])

@@ -68,6 +68,10 @@ def check_binary_mask(mask: np.ndarray, name: str = 'mask', ndim: int = 2,
     return mask
 
 
+#: The largest class / segment id (ids are handled as int64).
+INT64_MAX = (1 << 63) - 1
+
+
 def check_label_map(labels: np.ndarray, shape: Optional[Tuple[int, int]] = None,
                     name: str = 'labels') -> np.ndarray:
     """Validate an (H, W) integer class map (optionally of a given size); returns it unchanged."""
@@ -77,6 +81,9 @@ def check_label_map(labels: np.ndarray, shape: Optional[Tuple[int, int]] = None,
         raise ValueError(f'{name} must be (H, W), got shape {labels.shape}')
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f'{name} must hold integer class ids, got dtype {labels.dtype}')
+    if labels.dtype == np.uint64 and labels.size and int(labels.max()) > INT64_MAX:
+        raise ValueError(f'{name} holds the class id {int(labels.max())}, beyond int64 '
+                         f'(class ids are handled as int64; the largest is {INT64_MAX})')
     if shape is not None and tuple(labels.shape) != tuple(shape):
         raise ValueError(f'{name} size {labels.shape[0]}x{labels.shape[1]} differs from the '
                          f'image size {shape[0]}x{shape[1]}')

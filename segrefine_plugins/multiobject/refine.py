@@ -18,7 +18,7 @@ import numpy as np
 
 from ..inference.base import Refiner, check_image
 from ..masks import REFINE_FOREGROUND_ABOVE
-from .components import (Box, Roi, check_binary_mask, check_label_map, disk_kernel,
+from .components import (INT64_MAX, Box, Roi, check_binary_mask, check_label_map, disk_kernel,
                          ensure_min_size, label_map_rois, segment_rois)
 from .fusion import ModifiedArgmax
 from ..options import to_bool
@@ -444,11 +444,21 @@ def _class_ids(values: Sequence[Any], name: str) -> List[int]:
     return [int(v) for v in values]
 
 
+def _int_id(value: Any, name: str) -> int:
+    """An integer id (Python or numpy int, not bool) within int64, else ValueError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f'{name} must be integers, got {value!r} ({type(value).__name__})')
+    value = int(value)
+    if not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise ValueError(f'{name} must fit in int64, got {value}')
+    return value
+
+
 def _segment_ids(ids: Optional[Sequence[int]], count: int, background_id: int) -> List[int]:
     if ids is None:
         out = list(range(1, count + 1))
     else:
-        out = [int(i) for i in ids]
+        out = [_int_id(i, 'segment ids') for i in ids]
         if len(out) != count:
             raise ValueError(f'ids has {len(out)} entries for {count} masks')
     if len(set(out)) != len(out):
@@ -465,7 +475,10 @@ def segments_to_id_map(masks: np.ndarray, ids: Sequence[int], background_id: int
     Pixels no mask covers get ``background_id``. "Earlier wins" matches lists sorted by score,
     best first (detectron2's instances and panoptic merging).
     """
-    id_map = np.full(masks.shape[1:], background_id, dtype=np.int64)
+    ids = [_int_id(i, 'ids') for i in ids]
+    if len(ids) != masks.shape[0]:
+        raise ValueError(f'ids has {len(ids)} entries for {masks.shape[0]} masks')
+    id_map = np.full(masks.shape[1:], _int_id(background_id, 'background_id'), dtype=np.int64)
     for i in range(masks.shape[0] - 1, -1, -1):
         id_map[masks[i]] = ids[i]
     return id_map
