@@ -436,6 +436,12 @@ def cmd_refine(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(f'--threads: {e}') from None
     roi = _roi_options(args.roi)
+    if not args.labels:
+        unused = sorted({item.split('=', 1)[0].strip() for item in args.roi}
+                        - {k for k in roi.fields() if k.startswith('gate_')})
+        if unused:
+            raise UsageError(f'--roi {", ".join(unused)}: used with label maps (--labels) only; '
+                             f'a single mask is refined whole and takes only the gate_* options')
     # built before the outputs are looked at: a bad option or checkpoint is a usage error
     # even when every output exists (not "skipped", nor "made with other settings")
     try:

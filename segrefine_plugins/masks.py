@@ -66,7 +66,8 @@ def _kinds(allow_float: bool) -> str:
 def _check_uint8(mask: np.ndarray, name: str, above: int) -> None:
     if mask.max(initial=0) == 1:
         raise ValueError(f'{name} is uint8 with values only in {{0, 1}}; uint8 masks are read '
-                         f'as 0..255 (foreground > {above}). Pass mask.astype(bool).')
+                         f'as 0..255 (foreground > {above}). Pass mask.astype(bool) (a mask '
+                         f'file: save it as 0/255, e.g. mask * 255).')
 
 
 def mask_to_uint8(mask: MaskLike, shape: Optional[Tuple[int, int]] = None, name: str = 'mask',

@@ -362,7 +362,7 @@ def test_resume_refuses_outputs_made_with_other_settings_or_weights(ecssd, casca
     # exact knobs and explicit defaults are the same settings (L=80.0 is refused: L is an
     # int; ints for float keys: test_settings_stamp_reads_settings_as_the_refiner_does)
     for extra in (['--device', 'cpu'], ['--precision', 'fp32'],
-                  ['--set', 'crop_batch_size=1'], ['--roi', 'roi_batch_size=3']):
+                  ['--set', 'crop_batch_size=1']):
         assert main(_refine_args(ecssd, weights, out, *extra, **one)) == 0, extra
         assert '0 refined, 1 skipped' in capsys.readouterr().out
     # the same path with other content is other weights

@@ -212,6 +212,18 @@ def test_overlay_names_that_collide_with_a_mask_output_are_refused(data, capsys)
     assert sorted(p.name for p in out.iterdir()) == ['a.png', 'a_overlay.png', 'b.png']
 
 
+def test_label_map_roi_options_on_single_masks_are_usage_errors(data, capsys):
+    """--roi options other than the gate's do nothing to a single mask (refined whole):
+    refused (exit 2) instead of silently ignored; gate options are taken."""
+    out = data / 'out'
+    for item in ('min_area=5', 'roi_batch_size=3', 'max_upscale=2'):
+        assert main(_refine(data, out, '--roi', item)) == 2, item
+        err = _no_traceback(capsys).err
+        assert item.split('=')[0] in err and '--labels' in err
+    assert not out.exists()
+    assert main(_refine(data, out, '--roi', 'gate_min_change_depth=2')) == 0
+
+
 # ------------------------------------------------------------------ resume
 def test_resume_recomputes_outputs_that_do_not_decode(data, capsys):
     out = data / 'out'
