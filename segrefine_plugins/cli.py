@@ -230,20 +230,37 @@ def _refine_labels(refiner: Any, image_path: Path, mask_path: Path, outputs: Dic
     return res.gated
 
 
+class _Unrefined(Exception):
+    """A pair whose output was written as its coarse mask (empty or full: nothing to
+    refine); the message says why."""
+
+
 def _refine_one(refiner: Any, image_path: Path, mask_path: Path, outputs: Dict[str, Path],
                 binary: bool, protect: List[Path], roi: Any = None, stamp: str = '') -> int:
     """Refine one binary mask; returns 1 when the do-no-harm gate kept the coarse mask.
-    Outputs carry ``stamp`` (see :func:`settings_stamp`)."""
+    Outputs carry ``stamp`` (see :func:`settings_stamp`). An empty or full coarse mask (no
+    boundary to refine) is written as it is (0 / 255) and :class:`_Unrefined` raised after."""
     from .multiobject.refine import apply_gate
     from .overlay import make_overlay
     image = read_image(image_path)
     coarse = read_mask(mask_path)
     _check_size('mask', mask_path, coarse.shape, image_path, image)
-    prob = refiner.refine(image, coarse)
     coarse_fg = foreground(coarse, REFINE_FOREGROUND_ABOVE, 'coarse mask')
+    check = getattr(refiner, 'check_input_size', None)
+    if callable(check):   # an image the refiner cannot take fails, empty mask or not
+        check(*image.shape[:2])
+    unrefined = None
+    if not coarse_fg.any():
+        unrefined = f'the coarse mask is empty (no value > {REFINE_FOREGROUND_ABOVE})'
+    elif coarse_fg.all():
+        unrefined = f'the coarse mask is full (every value > {REFINE_FOREGROUND_ABOVE})'
     gated = False
-    if roi is not None:   # the do-no-harm gate, as for every ROI of a label map
-        prob, gated = apply_gate(roi, prob, coarse_fg)
+    if unrefined is not None:
+        prob = coarse_fg.astype(np.float32)
+    else:
+        prob = refiner.refine(image, coarse)
+        if roi is not None:   # the do-no-harm gate, as for every ROI of a label map
+            prob, gated = apply_gate(roi, prob, coarse_fg)
     if gated:   # the gate keeps the coarse mask (0 / 255)
         prob = coarse_fg.astype(np.float32)
     level = np.floor(np.clip(prob, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -254,6 +271,8 @@ def _refine_one(refiner: Any, image_path: Path, mask_path: Path, outputs: Dict[s
     if 'overlay' in outputs:
         write_png_atomic(outputs['overlay'], make_overlay(image, coarse_fg, fg), protect=protect,
                          text=_text(stamp))
+    if unrefined is not None:
+        raise _Unrefined(f'{unrefined}: nothing to refine, written as it is')
     return int(gated)
 
 
@@ -471,7 +490,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
     if skipped:
         _err(f'{skipped} of {len(pairing.pairs)} pairs already have their outputs in {str(out)!r}: '
              f'skipped (--overwrite recomputes them)')
-    written = failed = gated = 0
+    written = failed = gated = unrefined = 0
     if jobs:
         _make_out_dir(out)
     for stem, image_path, mask_path, outputs in tqdm(jobs, desc='refine', unit='img', file=sys.stderr,
@@ -485,6 +504,9 @@ def cmd_refine(args: argparse.Namespace) -> int:
                                      protect=[image_path, mask_path],
                                      roi=roi if roi.gated else None, stamp=stamp)
             written += 1
+        except _Unrefined as e:
+            _err(f'{stem}: {e}')
+            unrefined += 1
         except (ValueError, OSError) as e:  # unreadable input, failed checks, unwritable output
             _err(f'{stem}: skipped: {e}')
             failed += 1
@@ -493,9 +515,10 @@ def cmd_refine(args: argparse.Namespace) -> int:
             failed += 1
     gate = f', {gated} {"ROIs" if args.labels else "masks"} kept coarse by the gate' \
         if roi.gated else ''
+    empty = f', {unrefined} empty / full coarse masks written unrefined' if unrefined else ''
     print(f'segrefine refine: {written} refined, {skipped} skipped (outputs exist), '
-          f'{failed} failed, {unpaired} unpaired{gate} -> {out}')
-    return EXIT_FAILED if failed or unpaired else EXIT_OK
+          f'{failed} failed, {unpaired} unpaired{gate}{empty} -> {out}')
+    return EXIT_FAILED if failed or unpaired or unrefined else EXIT_OK
 
 
 # --------------------------------------------------------------------------- eval

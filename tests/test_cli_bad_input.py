@@ -258,3 +258,23 @@ def test_pair_below_the_refiner_minimum_fails_with_exit_1(tmp_path, capsys, empt
     assert 'tiny: skipped' in captured.err and 'larger than 32x32' in captured.err
     assert '1 refined' in captured.out and '1 failed' in captured.out
     assert sorted(p.name for p in out.iterdir()) == ['big.png']
+
+
+def test_empty_and_full_coarse_masks_are_named_and_written_unrefined(data, capsys):
+    """No boundary to refine: the output is the coarse mask (0 / 255), the pair is named on
+    stderr, counted, and the exit code is 1; the other pairs are refined."""
+    rng = np.random.default_rng(3)
+    for stem, value in (('empty', 0), ('dim', 100), ('full', 255)):
+        cv2.imwrite(str(data / 'images' / f'{stem}.png'),
+                    rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
+        cv2.imwrite(str(data / 'masks' / f'{stem}.png'), np.full((H, W), value, np.uint8))
+    out = data / 'out'
+    assert main(_refine(data, out)) == 1
+    captured = _no_traceback(capsys)
+    for stem in ('empty', 'dim'):
+        assert f'{stem}: the coarse mask is empty' in captured.err
+        assert not read_mask(out / f'{stem}.png').any()
+    assert 'full: the coarse mask is full' in captured.err
+    assert (read_mask(out / 'full.png') == 255).all()
+    assert '2 refined' in captured.out and '3 empty / full coarse masks' in captured.out
+    assert read_mask(out / 'a.png').any()
