@@ -140,6 +140,9 @@ def runner_cfg(tmp: Path, set_root: Path, checkpoint: Path, **entries: Any) -> C
     cfg = Config.fromfile(str(cfg_file))
     cfg.merge_from_dict(dict(
         model=tiny_model_cfg(),
+        # every mmseg base config has it at the top level too; the Runner adds it to the model
+        # config (a RefinedSegmentor model must take it)
+        data_preprocessor=tiny_model_cfg()['data_preprocessor'],
         work_dir=str(tmp / 'work'),
         experiment_name=f'exp_{uuid.uuid4().hex[:8]}',
         log_level='WARNING',

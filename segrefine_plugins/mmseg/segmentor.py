@@ -128,6 +128,10 @@ class RefinedSegmentor(BaseModel):
             :func:`segrefine_plugins.threads.configure_threads`; None leaves them as they are.
         pretrained, train_cfg: set on the segmentor's config when given (so that
             ``mmseg.apis.init_model``, which sets both to None, works with this model type).
+        data_preprocessor: what an mmengine Runner adds to the model config from the
+            config's top-level ``data_preprocessor`` (every mmseg base config has one): the
+            segmentor's config gets it when it names none; the wrapper itself uses the
+            segmentor's.
         init_cfg: mmengine init config.
     """
 
@@ -138,7 +142,7 @@ class RefinedSegmentor(BaseModel):
                  keep_coarse: bool = True, keep_confidence: bool = False,
                  soft_coarse: bool = False, pretrained: Any = _KEEP, train_cfg: Any = _KEEP,
                  init_cfg: Optional[dict] = None, threads: Optional[int] = None,
-                 **roi_kwargs: Any) -> None:
+                 data_preprocessor: Any = _KEEP, **roi_kwargs: Any) -> None:
         roi = RoiOptions.from_any(roi_options, **roi_kwargs)
         if threads is not None:   # torch / OpenCV pools sized once (no oversubscription)
             configure_threads(threads)
@@ -147,6 +151,8 @@ class RefinedSegmentor(BaseModel):
             for key, value in (('pretrained', pretrained), ('train_cfg', train_cfg)):
                 if value is not _KEEP:
                     segmentor[key] = value
+            if data_preprocessor is not _KEEP and data_preprocessor is not None:
+                segmentor.setdefault('data_preprocessor', data_preprocessor)
             with _mmseg_default_scope():
                 segmentor = MODELS.build(segmentor)
         if not isinstance(segmentor, nn.Module) or not callable(getattr(segmentor, 'test_step',
