@@ -246,3 +246,16 @@ def test_mmseg_tools_test_reports_refined_metrics(tmp_path, checkpoint, cascadep
     found = re.findall(r'(?<![/\w])mIoU: ([0-9.]+)', log)
     assert found, log[-3000:]
     assert float(found[-1]) == in_process['mIoU'] != coarse_run[0]['mIoU']
+
+
+def test_a_refining_model_is_recognised_inside_tta_and_ddp_wrappers():
+    """The hook's "no refiner configured" log is not given when the model refines itself:
+    RefinedSegmentor alone or inside mmseg's SegTTAModel."""
+    from mmseg.models import SegTTAModel
+    from segrefine_plugins.mmseg.hook import _refining_model
+
+    plain = build_tiny_model()
+    refined = RefinedSegmentor(build_tiny_model(), None)
+    assert not _refining_model(plain) and _refining_model(refined)
+    assert _refining_model(SegTTAModel(module=refined))
+    assert not _refining_model(SegTTAModel(module=build_tiny_model()))

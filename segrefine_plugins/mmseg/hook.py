@@ -38,6 +38,14 @@ from .segmentor import RefinedSegmentor, _module_device
 _FROM_CONFIG = object()
 
 
+def _refining_model(model: Any) -> bool:
+    """Whether ``model`` (possibly in a DDP wrapper or a TTA model) is a RefinedSegmentor."""
+    inner = model.module if is_model_wrapper(model) else model
+    if isinstance(inner, BaseTTAModel):
+        inner = inner.module
+    return isinstance(inner, RefinedSegmentor)
+
+
 @HOOKS.register_module()
 class SegRefineHook(Hook):
     """Wrap ``runner.model`` in a :class:`RefinedSegmentor` for the test / val loops.
@@ -79,8 +87,13 @@ class SegRefineHook(Hook):
         self.refine_cfg.pop('_scope_', None)
         if refiner_cfg is None:
             self.refiner = None
-            runner.logger.info('SegRefineHook: no refiner configured; predictions are left '
-                               'as the model makes them')
+            if _refining_model(runner.model):
+                runner.logger.info('SegRefineHook: the model is a RefinedSegmentor (it refines '
+                                   'its own predictions; under TTA this hook refines after '
+                                   'merging)')
+            else:
+                runner.logger.info('SegRefineHook: no refiner configured; predictions are '
+                                   'left as the model makes them')
             return
         self.refiner = build_mmseg_refiner(refiner_cfg, _module_device(runner.model))
         # validates refine_cfg (unknown keys, bad values) on a throw-away wrapper
