@@ -108,5 +108,41 @@ def test_command_line_errors(dataset, monkeypatch):
     assert args.opts == ['MODEL.DEVICE', 'cpu']
     settings = tool.settings_from_args(tool.parse_args(
         ['--refiner', 'r.py', '--tasks', 'segm,', 'A.B', '1']))
-    assert settings.opts == ['A.B', '1', 'MODEL.SEGREFINE.REFINER.CONFIG', 'r.py']
+    r = 'MODEL.SEGREFINE.REFINER.'
+    assert settings.opts == [r + 'CONFIG', 'r.py', r + 'TYPE', '', r + 'L', '0', r + 'FAST',
+                             'False', r + 'SCALES', '[]', 'A.B', '1']
     assert settings.tasks == ['segm']
+
+
+def test_refiner_file_decides_over_an_overlay_yaml(tmp_path):
+    """--refiner FILE with a shipped overlay: the file's type and options win over the
+    overlay's TYPE / L (they were silently dropped, or refused for the other type); KEY VALUE
+    overrides typed after still apply; a TYPE contradicting the file is a clear error."""
+    from segrefine_plugins.detectron2.config import refiner_config
+    from segrefine_plugins.detectron2.evaluation import setup_cfg
+
+    psp = tmp_path / 'psp.py'
+    psp.write_text("refiner = dict(type='CascadePSP', checkpoint='w.pth', L=320, fast=True)\n")
+    crm = tmp_path / 'crm.py'
+    crm.write_text("refiner = dict(type='CRM', work_scale=2.0)\n")
+    overlays = REPO / 'configs' / 'detectron2'
+    for overlay, file, want in (
+            ('panoptic_fpn_cascadepsp.yaml', psp,
+             {'type': 'CascadePSP', 'checkpoint': 'w.pth', 'L': 320, 'fast': True}),
+            ('panoptic_fpn_crm.yaml', psp,
+             {'type': 'CascadePSP', 'checkpoint': 'w.pth', 'L': 320, 'fast': True}),
+            ('panoptic_fpn_cascadepsp.yaml', crm, {'type': 'CRM', 'work_scale': 2.0})):
+        settings = tool.settings_from_args(tool.parse_args(
+            ['--config-file', str(overlays / overlay), '--refiner', str(file),
+             'MODEL.DEVICE', 'cpu']))
+        cfg = setup_cfg(settings.config_files, settings.opts)
+        assert refiner_config(cfg.MODEL.SEGREFINE) == dict(want, device='cpu'), overlay
+    settings = tool.settings_from_args(tool.parse_args(
+        ['--config-file', str(overlays / 'panoptic_fpn_cascadepsp.yaml'), '--refiner', str(psp),
+         'MODEL.SEGREFINE.REFINER.L', '96']))
+    cfg = setup_cfg(settings.config_files, settings.opts)
+    assert refiner_config(cfg.MODEL.SEGREFINE)['L'] == 96
+    cfg = setup_cfg([str(overlays / 'panoptic_fpn_crm.yaml')],
+                    ['MODEL.SEGREFINE.REFINER.CONFIG', str(psp)])
+    with pytest.raises(ValueError, match='contradicts the type'):
+        refiner_config(cfg.MODEL.SEGREFINE)

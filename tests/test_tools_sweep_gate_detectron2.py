@@ -44,3 +44,17 @@ def test_a_bad_setting_fails_before_anything_runs(tmp_path):
             sweep.main(['--dataset-dir', str(tmp_path / 'missing'), '--settings', 'depth=2',
                         bad, '--output', str(tmp_path / 'out'), 'MODEL.DEVICE', 'cpu'])
     assert not (tmp_path / 'out').exists()
+
+
+def test_overrides_right_after_the_settings_are_overrides():
+    """The documented order ``--settings off depth=2 MODEL.DEVICE cpu``: argparse hands all
+    four to --settings; the config key and what follows are the KEY VALUE overrides."""
+    args = sweep.parse_args(['--dataset-dir', 'd', '--settings', 'off', 'depth=2',
+                             'MODEL.DEVICE', 'cpu', 'MODEL.SEGREFINE.THREADS', '2'])
+    assert args.settings == ['off', 'depth=2']
+    assert args.opts == ['MODEL.DEVICE', 'cpu', 'MODEL.SEGREFINE.THREADS', '2']
+    args = sweep.parse_args(['--dataset-dir', 'd', '--settings', 'off', '--output', 'o',
+                             'MODEL.DEVICE', 'cpu'])
+    assert args.settings == ['off'] and args.opts == ['MODEL.DEVICE', 'cpu']
+    args = sweep.parse_args(['--dataset-dir', 'd', '--settings', 'MODEL.DEVICE', 'cpu'])
+    assert args.settings == ['off'] and args.opts == ['MODEL.DEVICE', 'cpu']

@@ -23,8 +23,9 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -181,11 +182,27 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         'depth=D,trust=T[,tconf=C], iou=X,conf=Y (comma = both)')
     p.add_argument('--output', default='outputs/gate_sweep')
     p.add_argument('opts', nargs=argparse.REMAINDER, help='KEY VALUE config overrides')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.settings, args.opts = split_settings(args.settings, list(args.opts))
+    return args
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     return run(parse_args(argv))
+
+
+#: A detectron2 config key (``MODEL.DEVICE``, ``MODEL.SEGREFINE.GATE_MIN_IOU``): where the
+#: KEY VALUE overrides start when they follow ``--settings`` directly.
+_CONFIG_KEY = re.compile(r'^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$')
+
+
+def split_settings(settings: List[str], opts: List[str]) -> Tuple[List[str], List[str]]:
+    """``--settings off depth=2 MODEL.DEVICE cpu``: argparse gives all four to --settings;
+    the first config key and what follows are the overrides (put before ``opts``)."""
+    for i, item in enumerate(settings):
+        if _CONFIG_KEY.match(item):
+            return settings[:i] or ['off'], settings[i:] + opts
+    return settings, opts
 
 
 if __name__ == '__main__':

@@ -122,6 +122,10 @@ def refiner_config(seg_cfg: Any, default_device: str = 'cpu') -> Dict[str, Any]:
     rcfg = seg_cfg.REFINER
     out: Dict[str, Any] = load_config_file(rcfg.CONFIG) if rcfg.CONFIG else {}
     if rcfg.TYPE:
+        if out.get('type') not in (None, rcfg.TYPE):
+            raise ValueError(f'MODEL.SEGREFINE.REFINER.TYPE {rcfg.TYPE!r} contradicts the type '
+                             f'{out["type"]!r} of REFINER.CONFIG {rcfg.CONFIG!r}: set TYPE to '
+                             f'"" (the file decides) or drop one of them')
         out['type'] = rcfg.TYPE
     out.setdefault('type', 'CRM')
     if rcfg.CHECKPOINT:
