@@ -259,3 +259,14 @@ def test_a_refining_model_is_recognised_inside_tta_and_ddp_wrappers():
     assert not _refining_model(plain) and _refining_model(refined)
     assert _refining_model(SegTTAModel(module=refined))
     assert not _refining_model(SegTTAModel(module=build_tiny_model()))
+
+
+def test_unknown_class_names_fail_before_the_checkpoint_loads(tmp_path, set_root,
+                                                               cascadepsp_cfg):
+    """refine_cfg class names are checked against the built test loop's dataset in
+    before_run: the error names the class, although load_from does not even exist (it would
+    be the next thing to fail)."""
+    cfg = runner_cfg(tmp_path, set_root, tmp_path / 'missing.pth', refiner=cascadepsp_cfg,
+                     refine_cfg=dict(REFINE_CFG, stuff_classes=['sky']))
+    with pytest.raises(ValueError, match="'sky' is not a class of this dataset"):
+        Runner.from_cfg(cfg).test()

@@ -96,10 +96,22 @@ class SegRefineHook(Hook):
                                    'left as the model makes them')
             return
         self.refiner = build_mmseg_refiner(refiner_cfg, _module_device(runner.model))
-        # validates refine_cfg (unknown keys, bad values) on a throw-away wrapper
-        self._make_wrapper(runner.model)
+        # validates refine_cfg (unknown keys, bad values; class names against the built
+        # loops' datasets) on a throw-away wrapper, before the checkpoint is loaded
+        self._make_wrapper(runner.model, self._loop_meta(runner))
         runner.logger.info(f'SegRefineHook: refining with {type(self.refiner).__name__} '
                            f'({"test" if self.test else ""}{" + val" if self.val else ""})')
+
+    def _loop_meta(self, runner: Any) -> Optional[dict]:
+        """The metainfo of the dataset of a loop this hook refines that the runner has
+        already built (mmengine builds it before ``before_run``), else None."""
+        for wanted, attr in ((self.test, '_test_loop'), (self.val, '_val_loop')):
+            loop = getattr(runner, attr, None) if wanted else None
+            dataset = getattr(getattr(loop, 'dataloader', None), 'dataset', None)
+            meta = getattr(dataset, 'metainfo', None)
+            if isinstance(meta, Mapping):
+                return dict(meta)
+        return None
 
     def _make_wrapper(self, model: Any, dataset_meta: Optional[dict] = None) -> RefinedSegmentor:
         try:
