@@ -124,6 +124,18 @@ def test_installed_mmseg_config_loads(installed, tmp_path):
     assert out.split() == ['CRMRefiner', 'BoundaryMetric', '35']
 
 
+def test_every_mmseg_config_supports_show_dir():
+    """mmseg's tools/test.py --show-dir edits default_hooks.visualization: every shipped mmseg
+    config (the salient one has no schedule base) must define it."""
+    require_module('mmseg')
+    from mmengine.config import Config
+    files = sorted((REPO / 'configs' / 'mmseg').glob('*.py'))
+    assert len(files) >= 13
+    for path in files:
+        cfg = Config.fromfile(str(path))
+        assert cfg.default_hooks.visualization.type == 'SegVisualizationHook', path.name
+
+
 @pytest.mark.slow
 def test_installed_demo_writes_pictures(installed, tmp_path):
     env = {**os.environ, 'PYTHONPATH': str(installed), 'OMP_NUM_THREADS': '1'}

@@ -34,3 +34,9 @@ test_dataloader = dict(
         pipeline=test_pipeline))
 test_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_cfg = dict(type='TestLoop')
+# the hooks a schedule base gives the other configs; mmseg's tools/test.py --show / --show-dir
+# switch on the visualization one (it must exist)
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
+    visualization=dict(type='SegVisualizationHook'))
