@@ -211,10 +211,21 @@ def _check_size(what: str, path: Path, shape: Tuple[int, ...], image_path: Path,
                          f'{str(image_path)!r} is {image.shape[0]}x{image.shape[1]}')
 
 
+class _Unrefined(Exception):
+    """A pair whose output was written with (some of) its coarse mask unrefined: an empty or
+    full mask (nothing to refine), or label-map ROIs the refiner cannot take; the message
+    says why. Not a failure: the output is complete."""
+
+    def __init__(self, message: str, gated: int = 0) -> None:
+        super().__init__(message)
+        self.gated = gated
+
+
 def _refine_labels(refiner: Any, image_path: Path, mask_path: Path, outputs: Dict[str, Path],
                    roi: Any, protect: List[Path], stamp: str = '') -> int:
     """Refine one label map; returns how many ROIs the gate kept coarse. Outputs carry
-    ``stamp`` (see :func:`settings_stamp`)."""
+    ``stamp`` (see :func:`settings_stamp`). ROIs passed through unrefined (an image thinner
+    than the refiner takes) raise :class:`_Unrefined` after the outputs are written."""
     from .multiobject import refine_label_map
     from .overlay import make_overlay
     image = read_image(image_path)
@@ -227,19 +238,19 @@ def _refine_labels(refiner: Any, image_path: Path, mask_path: Path, outputs: Dic
         write_png_atomic(outputs['overlay'], make_overlay(image, label_edges(labels),
                                                           label_edges(res.labels)),
                          protect=protect, text=_text(stamp))
+    if res.unrefined:
+        raise _Unrefined(f'{res.unrefined} ROI(s) passed through unrefined (the image is '
+                         f'thinner than the refiner takes), written with the other ROIs '
+                         f'refined', gated=res.gated)
     return res.gated
-
-
-class _Unrefined(Exception):
-    """A pair whose output was written as its coarse mask (empty or full: nothing to
-    refine); the message says why."""
 
 
 def _refine_one(refiner: Any, image_path: Path, mask_path: Path, outputs: Dict[str, Path],
                 binary: bool, protect: List[Path], roi: Any = None, stamp: str = '') -> int:
     """Refine one binary mask; returns 1 when the do-no-harm gate kept the coarse mask.
     Outputs carry ``stamp`` (see :func:`settings_stamp`). An empty or full coarse mask (no
-    boundary to refine) is written as it is (0 / 255) and :class:`_Unrefined` raised after."""
+    boundary to refine; with ``soft_input`` full means all 255) is written binarised (0 / 255)
+    and :class:`_Unrefined` raised after."""
     from .multiobject.refine import apply_gate
     from .overlay import make_overlay
     image = read_image(image_path)
@@ -252,7 +263,8 @@ def _refine_one(refiner: Any, image_path: Path, mask_path: Path, outputs: Dict[s
     unrefined = None
     if not coarse_fg.any():
         unrefined = f'the coarse mask is empty (no value > {REFINE_FOREGROUND_ABOVE})'
-    elif coarse_fg.all():
+    elif coarse_fg.all() and not (getattr(refiner, 'soft_input', False)
+                                  and bool((coarse < 255).any())):
         unrefined = f'the coarse mask is full (every value > {REFINE_FOREGROUND_ABOVE})'
     gated = False
     if unrefined is not None:
@@ -272,7 +284,7 @@ def _refine_one(refiner: Any, image_path: Path, mask_path: Path, outputs: Dict[s
         write_png_atomic(outputs['overlay'], make_overlay(image, coarse_fg, fg), protect=protect,
                          text=_text(stamp))
     if unrefined is not None:
-        raise _Unrefined(f'{unrefined}: nothing to refine, written as it is')
+        raise _Unrefined(f'{unrefined}: nothing to refine, written binarised (0 / 255)')
     return int(gated)
 
 
@@ -504,9 +516,11 @@ def cmd_refine(args: argparse.Namespace) -> int:
                                      protect=[image_path, mask_path],
                                      roi=roi if roi.gated else None, stamp=stamp)
             written += 1
-        except _Unrefined as e:
+        except _Unrefined as e:   # written; some of it (or all) unrefined: a warning
             _err(f'{stem}: {e}')
+            written += 1
             unrefined += 1
+            gated += e.gated
         except (ValueError, OSError) as e:  # unreadable input, failed checks, unwritable output
             _err(f'{stem}: skipped: {e}')
             failed += 1
@@ -515,10 +529,11 @@ def cmd_refine(args: argparse.Namespace) -> int:
             failed += 1
     gate = f', {gated} {"ROIs" if args.labels else "masks"} kept coarse by the gate' \
         if roi.gated else ''
-    empty = f', {unrefined} empty / full coarse masks written unrefined' if unrefined else ''
+    empty = (f', {unrefined} with unrefined parts (' + ('ROIs the refiner cannot take'
+             if args.labels else 'empty / full coarse masks') + ')') if unrefined else ''
     print(f'segrefine refine: {written} refined, {skipped} skipped (outputs exist), '
           f'{failed} failed, {unpaired} unpaired{gate}{empty} -> {out}')
-    return EXIT_FAILED if failed or unpaired or unrefined else EXIT_OK
+    return EXIT_FAILED if failed or unpaired else EXIT_OK
 
 
 # --------------------------------------------------------------------------- eval
@@ -551,23 +566,20 @@ def _input_files(source: str) -> List[Path]:
 
 
 def _check_json_path(json_path: str, sources: Sequence[str]) -> None:
-    """UsageError, before anything is evaluated, when ``--json`` cannot be written or would
-    replace an image file of an input (``sources``: the --gt / --pred / --coarse arguments),
-    paired or not. Missing parent folders are created."""
+    """UsageError, before anything is evaluated, when ``--json`` cannot be written, has an
+    image extension (a later run would read it as a mask) or would replace an image file of
+    an input (``sources``: the --gt / --pred / --coarse arguments), paired or not."""
     problem = unwritable_reason(json_path)
     if problem:
         raise UsageError(f'--json {json_path!r}: {problem}')
+    if Path(json_path).suffix.lower() in IMAGE_EXTENSIONS:
+        raise UsageError(f'--json {json_path!r} has an image extension; name the report '
+                         f'.json')
     if os.path.exists(json_path):
         for source in sources:
             if any(os.path.samefile(json_path, p) for p in _input_files(source)):
                 raise UsageError(f'--json {json_path!r} is an input file (in {source!r}); '
                                  f'choose another path')
-    parent = os.path.dirname(os.path.abspath(json_path))
-    try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f'--json {json_path!r}: cannot create the folder {parent!r}: '
-                         f'{e.strerror or e}') from None
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -628,6 +640,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report['missing_predictions'] = missing
         inputs = [p for _, g, q in pairing.pairs for p in (g, q)] + list(coarse_of.values())
         try:
+            os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
             write_bytes_atomic(args.json, (json.dumps(_nan_to_none(report), indent=1)
                                            + '\n').encode('utf-8'), protect=inputs)
         except (OSError, ValueError) as e:

@@ -172,7 +172,7 @@ def test_eval_json_is_written_atomically_and_never_over_an_input(data, capsys):
     assert [p.name for p in data.iterdir() if p.name.startswith('.')] == []
     before = (data / 'masks' / 'a.png').read_bytes()
     assert main(_eval(data, '--json', str(data / 'masks' / 'a.png'))) == 2
-    assert 'is an input file' in _no_traceback(capsys).err
+    assert 'has an image extension' in _no_traceback(capsys).err
     assert (data / 'masks' / 'a.png').read_bytes() == before
 
 
@@ -193,11 +193,19 @@ def test_eval_json_never_replaces_any_input_image_and_makes_its_folder(data, cap
         capsys.readouterr()
         assert main(base + ['--json', str(target)]) == 2
         captured = _no_traceback(capsys)
-        assert 'is an input file' in captured.err and captured.out == ''   # nothing evaluated
+        assert 'image extension' in captured.err and captured.out == ''   # nothing evaluated
         assert target.read_bytes() == before
     report = data / 'new' / 'sub' / 'report.json'
     assert main(base + ['--json', str(report)]) == 1                   # c.png: no prediction
     assert json.loads(report.read_text())['missing_predictions'] == 1
+    # a usage error leaves no folder behind; a new .png report is refused too
+    empty = data / 'nothing'
+    empty.mkdir()
+    assert main(['eval', '--pred', str(empty), '--gt', str(gt), '--json',
+                 str(data / 'later' / 'r.json')]) == 2
+    assert not (data / 'later').exists()
+    assert main(base + ['--json', str(gt / 'new.png')]) == 2
+    assert not (gt / 'new.png').exists()
 
 
 def test_overlay_names_that_collide_with_a_mask_output_are_refused(data, capsys):
@@ -261,20 +269,44 @@ def test_pair_below_the_refiner_minimum_fails_with_exit_1(tmp_path, capsys, empt
 
 
 def test_empty_and_full_coarse_masks_are_named_and_written_unrefined(data, capsys):
-    """No boundary to refine: the output is the coarse mask (0 / 255), the pair is named on
-    stderr, counted, and the exit code is 1; the other pairs are refined."""
+    """No boundary to refine: the output is the binarised coarse mask (0 / 255), the pair is
+    named on stderr and counted; a warning, not a failure (exit 0, and 0 again on resume);
+    the other pairs are refined."""
     rng = np.random.default_rng(3)
     for stem, value in (('empty', 0), ('dim', 100), ('full', 255)):
         cv2.imwrite(str(data / 'images' / f'{stem}.png'),
                     rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
         cv2.imwrite(str(data / 'masks' / f'{stem}.png'), np.full((H, W), value, np.uint8))
     out = data / 'out'
-    assert main(_refine(data, out)) == 1
+    assert main(_refine(data, out)) == 0
     captured = _no_traceback(capsys)
     for stem in ('empty', 'dim'):
         assert f'{stem}: the coarse mask is empty' in captured.err
         assert not read_mask(out / f'{stem}.png').any()
     assert 'full: the coarse mask is full' in captured.err
     assert (read_mask(out / 'full.png') == 255).all()
-    assert '2 refined' in captured.out and '3 empty / full coarse masks' in captured.out
+    assert '5 refined' in captured.out and '3 with unrefined parts' in captured.out
     assert read_mask(out / 'a.png').any()
+    assert main(_refine(data, out)) == 0
+    assert '5 skipped' in _no_traceback(capsys).out
+
+
+def test_label_map_rois_the_refiner_cannot_take_are_reported(tmp_path, capsys):
+    """A label map on an image thinner than CRM's 33 px: written with its ROIs passed
+    through, named on stderr and counted (the API's pass-through, reported)."""
+    (tmp_path / 'images').mkdir()
+    (tmp_path / 'labels').mkdir()
+    cv2.imwrite(str(tmp_path / 'images' / 'thin.png'),
+                np.random.default_rng(0).integers(0, 256, (20, 90, 3), dtype=np.uint8))
+    labels = np.zeros((20, 90), np.uint8)
+    labels[4:16, 10:40] = 3
+    cv2.imwrite(str(tmp_path / 'labels' / 'thin.png'), labels)
+    out = tmp_path / 'out'
+    assert main(['refine', '--image', str(tmp_path / 'images'), '--mask',
+                 str(tmp_path / 'labels'), '--out', str(out), '--labels',
+                 '--roi', 'min_area=10']) == 0
+    captured = _no_traceback(capsys)
+    assert 'thin: 2 ROI(s) passed through unrefined' in captured.err
+    assert '1 with unrefined parts (ROIs the refiner cannot take)' in captured.out
+    np.testing.assert_array_equal(cv2.imread(str(out / 'thin.png'), cv2.IMREAD_UNCHANGED),
+                                  labels)

@@ -399,7 +399,7 @@ def test_rois_of_an_image_below_the_refiner_minimum_pass_through_unrefined():
     for refiner in (MinSizeRefiner(), build_refiner(dict(type='CRM'), device='cpu')):
         res = refine_label_map(image, labels, refiner, min_area=50)
         np.testing.assert_array_equal(res.labels, labels)
-        assert res.unrefined == len(res.rois) == 2 and res.gated == 0
+        assert res.unrefined == 2 and res.rois == [] and res.gated == 0
         seg = refine_segments(image, (labels == 3)[None], refiner, fuse=False)
         np.testing.assert_array_equal(seg.masks[0], labels == 3)
         assert seg.unrefined == [0] and seg.gated == []
@@ -409,6 +409,10 @@ def test_rois_of_an_image_below_the_refiner_minimum_pass_through_unrefined():
     tall[20:40, 10:40] = 3
     res = refine_label_map(paint(tall), tall, MinSizeRefiner(), min_area=50)
     assert res.unrefined == 0 and len(res.rois) == 2
+    # an explicit min_roi_size below the refiner's minimum is the caller's error: the
+    # refiner still refuses (the ROI could have been grown), nothing passes silently
+    with pytest.raises(ValueError, match='below 24'):
+        refine_label_map(paint(tall), tall, MinSizeRefiner(), min_area=50, min_roi_size=8)
 
 
 # ----------------------------------------------------------------------------- segments

@@ -35,8 +35,7 @@ class LabelMapResult:
         labels: (H, W) refined class ids, the input's dtype.
         confidence: (H, W) float32 fused confidence (0.5 where no refined probability won;
             stuff probabilities are the scaled ones), or None unless requested.
-        rois: ``(class_id, (y0, y1, x0, x1))`` of every ROI, in refinement order (those
-            passed through unrefined included).
+        rois: ``(class_id, (y0, y1, x0, x1))`` of every refined ROI, in refinement order.
         gated: how many ROIs the do-no-harm gate kept coarse (0 with the gate off).
         unrefined: how many ROIs were passed through unrefined, their input labels kept,
             because the refiner cannot take their size (an image side below its minimum,
@@ -60,8 +59,7 @@ class SegmentsResult:
         confidence: (H, W) float32 fused confidence (``fuse=True``), else None.
         probs: (N, H, W) float32 refined probabilities, 0 outside a segment's ROIs
             (``return_probs=True`` only), else None.
-        rois: ``(segment_index, (y0, y1, x0, x1))`` of every ROI, in order (those passed
-            through unrefined included).
+        rois: ``(segment_index, (y0, y1, x0, x1))`` of every refined ROI, in order.
         gated: indices of the segments the do-no-harm gate kept coarse (in some ROI).
         unrefined: indices of the segments with an ROI passed through unrefined (input mask
             kept there) because the refiner cannot take its size (see LabelMapResult).
@@ -252,16 +250,19 @@ class _RoiRunner:
             yield roi, prob, gated
 
     def _refinable(self, roi: Roi) -> bool:
-        """Whether the refiner takes an input of the ROI's size (its ``check_input_size``);
-        an ROI that could not be grown enough (an image side below the refiner's minimum)
-        is not."""
+        """False for an ROI the refiner cannot take (its ``check_input_size`` refuses the
+        size) that already spans the whole image along a side: growing cannot help there
+        (an image side below the refiner's minimum). Other refused sizes (e.g. an explicit
+        ``min_roi_size`` below the refiner's minimum) reach the refiner, which raises."""
         check = getattr(self.refiner, 'check_input_size', None)
         if not callable(check):
             return True
         try:
             check(*roi.mask.shape)
         except ValueError:
-            return False
+            y0, y1, x0, x1 = roi.box
+            height, width = self.image.shape[:2]
+            return not (y1 - y0 == height or x1 - x0 == width)
         return True
 
     def run(self, rois: Iterable[Roi]) -> Iterator[Tuple[Roi, Optional[np.ndarray], bool]]:
@@ -427,7 +428,9 @@ def refine_label_map(image: np.ndarray, labels: np.ndarray, refiner: Refiner,
     runner = _RoiRunner(image, refiner, opts, soft)
     fitted = (_fit_roi(roi, refiner, min_size, labels.shape) for roi in rois_iter)
     for roi, prob, gated in runner.run(fitted):
-        if prob is not None and not gated:
+        if prob is None:   # passed through unrefined (counted in runner.unrefined)
+            continue
+        if not gated:
             fusion.add(prob, roi.box, roi.label,
                        opts.stuff_scale if roi.label in stuff else 1.0)
         rois.append((roi.label, roi.box))
@@ -593,7 +596,8 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner,
     ordered = (roi for i in range(count) for roi in seg_rois[i])
     for roi, prob, gated in runner.run(ordered):
         i = roi.index
-        rois.append((i, roi.box))
+        if prob is not None:
+            rois.append((i, roi.box))
         if gated and prob is not None and (not gated_segments or gated_segments[-1] != i):
             gated_segments.append(i)
         if prob is None:
