@@ -109,8 +109,9 @@ def test_command_line_errors(dataset, monkeypatch):
     settings = tool.settings_from_args(tool.parse_args(
         ['--refiner', 'r.py', '--tasks', 'segm,', 'A.B', '1']))
     r = 'MODEL.SEGREFINE.REFINER.'
-    assert settings.opts == [r + 'CONFIG', 'r.py', r + 'TYPE', '', r + 'L', '0', r + 'FAST',
-                             'False', r + 'SCALES', '[]', 'A.B', '1']
+    assert settings.opts == [r + 'CONFIG', 'r.py', r + 'TYPE', '', r + 'CHECKPOINT', '',
+                             r + 'L', '0', r + 'FAST', 'False', r + 'SCALES', '[]',
+                             r + 'PRECISION', 'fp32', r + 'DEVICE', '', 'A.B', '1']
     assert settings.tasks == ['segm']
 
 

@@ -314,6 +314,11 @@ def test_a_checkpoint_file_with_a_sidecar_gets_its_settings(tmp_path, small_stat
     (tmp_path / 'mine.json').write_text('{"blocks": [2, 1, 1, 1], "width": 8}')
     with pytest.raises(CheckpointError, match='sidecar says'):
         CRMRefiner(ckpt)
+    other = tmp_path / 'model.pt'                      # any suffix, not only .pth
+    torch.save(small_state, other)
+    (tmp_path / 'model.json').write_text('{"blocks": [1, 1, 1, 1], "width": 8, '
+                                         '"work_scale": 2.0}')
+    assert CRMRefiner(other).work_scale == 2.0
 
 
 def test_naming_the_shipped_default_by_path_gives_the_default(sample):

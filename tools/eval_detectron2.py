@@ -83,9 +83,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         f'module:function (applied before the files)')
     p.add_argument('--weights', help='model weights (MODEL.WEIGHTS)')
     p.add_argument('--refiner', help='refiner config .py (refiner = dict(type=..., ...)); '
-                                     'sets MODEL.SEGREFINE.REFINER.CONFIG and clears the '
-                                     'TYPE / L / FAST / SCALES an overlay yaml sets (the file '
-                                     'decides; KEY VALUE overrides still apply)')
+                                     'sets MODEL.SEGREFINE.REFINER.CONFIG and resets the other '
+                                     'REFINER keys an overlay yaml sets (the file decides; '
+                                     'KEY VALUE overrides still apply)')
     p.add_argument('--device', help='MODEL.DEVICE (also the refiner device unless set)')
     p.add_argument('--dataset', help='a registered detectron2 dataset name')
     p.add_argument('--image-root', help='custom dataset: folder of the images')
@@ -126,12 +126,13 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
     """The command line as :class:`EvalSettings` (``--refiner`` becomes a config override)."""
     opts = list(args.opts)
     if args.refiner:
-        # the file decides the refiner: the type and options an overlay yaml names (e.g. the
-        # CascadePSP overlay's TYPE and L: 900) are reset first; overrides typed after the
+        # the file decides the refiner: every REFINER key an overlay yaml may set (e.g. the
+        # CascadePSP overlay's TYPE and L: 900) is reset first; overrides typed after the
         # flags still apply on top
         r = 'MODEL.SEGREFINE.REFINER.'
-        opts = [r + 'CONFIG', args.refiner, r + 'TYPE', '', r + 'L', '0', r + 'FAST', 'False',
-                r + 'SCALES', '[]'] + opts
+        opts = [r + 'CONFIG', args.refiner, r + 'TYPE', '', r + 'CHECKPOINT', '', r + 'L', '0',
+                r + 'FAST', 'False', r + 'SCALES', '[]', r + 'PRECISION', 'fp32',
+                r + 'DEVICE', ''] + opts
     return EvalSettings(
         config_files=list(args.config_file), opts=opts, extensions=list(args.config_ext),
         weights=args.weights, device=args.device, dataset=args.dataset,

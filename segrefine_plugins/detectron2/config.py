@@ -44,7 +44,8 @@ def add_segrefine_config(cfg: Any) -> None:
     # Refiner checkpoint (the published file or a segrefine one); '' = the refiner's default.
     _C.REFINER.CHECKPOINT = ''
     # Optional Python config file defining `refiner = dict(type=..., ...)`; when set it is the
-    # base and the keys below that differ from their defaults override it.
+    # base and the keys below that differ from their defaults override it (a TYPE naming
+    # another type than the file's is refused; tools/eval_detectron2.py --refiner resets them).
     _C.REFINER.CONFIG = ''
     # CascadePSP: long side L of the global step (published 900); 0 = the refiner's default.
     _C.REFINER.L = 0

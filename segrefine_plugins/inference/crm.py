@@ -129,12 +129,32 @@ def implicit_settings(arch: Mapping[str, Any], shipped: bool
     return PUBLISHED_SCALES, 1.0
 
 
+def read_sidecar(meta: Path) -> Dict[str, Any]:
+    """The architecture and settings in a weights sidecar JSON file: at least
+    ``{"blocks": [b1, b2, b3, b4], "width": w}`` (other keys, e.g. ``scales``, ``work_scale``
+    or training notes, are returned untouched; ``blocks`` as a tuple).
+
+    Raises:
+        ValueError: the file cannot be read or is malformed (the message names it).
+    """
+    try:
+        arch = json.loads(meta.read_text(encoding='utf-8'))
+    except (OSError, ValueError) as err:
+        raise ValueError(f'cannot read the CRM weights sidecar {meta}: {err}') from None
+    blocks, width = arch.get('blocks') if isinstance(arch, dict) else None, \
+        arch.get('width') if isinstance(arch, dict) else None
+    if not (isinstance(blocks, list) and len(blocks) == 4
+            and all(isinstance(b, int) and b > 0 for b in blocks)
+            and isinstance(width, int) and width > 0):
+        raise ValueError(f'{meta} must hold {{"blocks": [4 positive ints], "width": int}}, '
+                         f'got {arch!r}')
+    return dict(arch, blocks=tuple(blocks))
+
+
 def default_weights(name: str = 'crm_default',
                     weights_dir: Union[str, os.PathLike, None] = None) -> Tuple[Path, Dict[str, Any]]:
-    """The shipped default CRM weights: ``(path of NAME.pth, architecture from NAME.json)``.
-
-    The sidecar ``NAME.json`` holds at least ``{"blocks": [b1, b2, b3, b4], "width": w}``
-    (other keys, e.g. training notes, are returned untouched).
+    """The shipped default CRM weights: ``(path of NAME.pth, architecture from NAME.json)``
+    (:func:`read_sidecar`).
 
     Raises:
         ValueError: when the files are not installed or the sidecar is malformed.
@@ -148,34 +168,24 @@ def default_weights(name: str = 'crm_default',
             f'CRM model file')
     if not meta.is_file():
         raise ValueError(f'default CRM weights {pth} have no architecture sidecar {meta}')
-    try:
-        arch = json.loads(meta.read_text(encoding='utf-8'))
-    except (OSError, ValueError) as err:
-        raise ValueError(f'cannot read the CRM weights sidecar {meta}: {err}') from None
-    blocks, width = arch.get('blocks') if isinstance(arch, dict) else None, \
-        arch.get('width') if isinstance(arch, dict) else None
-    if not (isinstance(blocks, list) and len(blocks) == 4
-            and all(isinstance(b, int) and b > 0 for b in blocks)
-            and isinstance(width, int) and width > 0):
-        raise ValueError(f'{meta} must hold {{"blocks": [4 positive ints], "width": int}}, '
-                         f'got {arch!r}')
-    return pth, dict(arch, blocks=tuple(blocks))
+    return pth, read_sidecar(meta)
 
 
 def checkpoint_sidecar(checkpoint: Any) -> Optional[Dict[str, Any]]:
-    """The sidecar of a checkpoint *file* ``NAME.pth``: ``NAME.json`` beside it holding
-    ``"blocks"`` (as the shipped weights have, and as docs/training.md writes for a trained
-    model), read and checked as :func:`default_weights` does; None for an in-memory state
-    dict, or when there is no such file or it holds no ``"blocks"`` (another program's JSON).
+    """The sidecar of a checkpoint *file* (any suffix, e.g. ``NAME.pth``): ``NAME.json``
+    beside it holding ``"blocks"`` (as the shipped weights have, and as docs/training.md
+    writes for a trained model), read by :func:`read_sidecar`; None for an in-memory state
+    dict, or when there is no such JSON object with ``"blocks"`` (another program's file, a
+    JSON array, text that is not JSON: left alone).
 
     Raises:
-        ValueError: the JSON names ``"blocks"`` but is malformed.
+        ValueError: the JSON object names ``"blocks"`` but is malformed.
     """
     if not isinstance(checkpoint, (str, os.PathLike)):
         return None
     path = Path(os.fspath(checkpoint))
     meta = path.with_suffix('.json')
-    if path.suffix.lower() == '.json' or not meta.is_file():
+    if path.suffix.lower() == '.json' or not meta.is_file() or not path.is_file():
         return None
     try:
         data = json.loads(meta.read_text(encoding='utf-8'))
@@ -183,7 +193,7 @@ def checkpoint_sidecar(checkpoint: Any) -> Optional[Dict[str, Any]]:
         return None
     if not isinstance(data, dict) or 'blocks' not in data:
         return None
-    return default_weights(path.stem, path.parent)[1] if path.is_file() else None
+    return read_sidecar(meta)
 
 
 def infer_architecture(state: Mapping[str, torch.Tensor],
