@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -211,3 +212,28 @@ def test_work_scale_validation_items_are_whole_images_enlarged(data_root):
     for bad in (0.5, 5.0, float('nan')):
         with pytest.raises(ValueError, match='work_scale'):
             MaskPairDataset(str(data_root / 'ecssd'), work_scale=bad)
+
+
+def test_read_pair_uses_the_package_readers(tmp_path):
+    """Training pairs go through io.read_image / read_mask: an image OpenCV refuses to decode
+    and a colour mask raise ImageReadError naming the file (cv2.imread raised cv2.error, or
+    read red as background)."""
+    from segrefine_plugins.io import ImageReadError
+    from segrefine_plugins.training.datasets import read_pair
+
+    image = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / 'i.png'), image)
+    gray = np.zeros((20, 30), np.uint8)
+    gray[5:15, 5:25] = 255
+    cv2.imwrite(str(tmp_path / 'g.png'), gray)
+    rgb, mask = read_pair(str(tmp_path / 'i.png'), str(tmp_path / 'g.png'))
+    np.testing.assert_array_equal(rgb, image[:, :, ::-1])
+    np.testing.assert_array_equal(mask, gray)
+    red = np.zeros((20, 30, 3), np.uint8)
+    red[5:15, 5:25, 2] = 255
+    cv2.imwrite(str(tmp_path / 'red.png'), red)
+    with pytest.raises(ImageReadError, match='red.png'):
+        read_pair(str(tmp_path / 'i.png'), str(tmp_path / 'red.png'))
+    (tmp_path / 'bad.png').write_bytes(b'\x89PNG\r\n\x1a\nnot really')
+    with pytest.raises(ImageReadError, match='bad.png'):
+        read_pair(str(tmp_path / 'bad.png'), str(tmp_path / 'g.png'))

@@ -80,7 +80,7 @@ def write_square_set(src: Path, out: Path, count: int, size: int) -> List[str]:
     import cv2
     import numpy as np
 
-    from segrefine_plugins.io import pair_files
+    from segrefine_plugins.io import pair_files, read_image, read_mask
     pairs = pair_files(src / 'images', src / 'masks').pairs[:count]
     if len(pairs) < count:
         raise SystemExit(f'error: {src} has only {len(pairs)} pairs')
@@ -88,10 +88,11 @@ def write_square_set(src: Path, out: Path, count: int, size: int) -> List[str]:
     (out / 'ann_dir' / 'val').mkdir(parents=True)
     stems = []
     for stem, image_path, mask_path in pairs:
-        image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-        mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
-        if image is None or mask is None:
-            raise SystemExit(f'error: cannot read {image_path} / {mask_path}')
+        try:
+            image = np.ascontiguousarray(read_image(image_path)[:, :, ::-1])   # BGR (imwrite)
+            mask = read_mask(mask_path)
+        except ValueError as e:
+            raise SystemExit(f'error: {e}') from None
         image = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
         label = (cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST) > 128)
         cv2.imwrite(str(out / 'img_dir' / 'val' / f'{stem}.png'), image)

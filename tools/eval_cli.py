@@ -52,6 +52,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from eval_default import format_results  # noqa: E402
+from segrefine_plugins.io import read_mask  # noqa: E402
 from segrefine_plugins.training.datasets import find_pairs  # noqa: E402
 from segrefine_plugins.training.perturbation import lowres_mask, perturb_mask  # noqa: E402
 
@@ -97,7 +98,7 @@ def prepare(root: str, work: str, kinds: Sequence[str], start: int, limit: Optio
             if osp.exists(out):
                 continue
             if gt is None:
-                gt = cv2.imread(mask, cv2.IMREAD_GRAYSCALE)
+                gt = read_mask(mask)
             cv2.imwrite(out, make_coarse(kind, gt, i, seed))
     return len(pairs)
 

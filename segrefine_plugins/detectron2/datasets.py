@@ -142,6 +142,8 @@ def make_ecssd_dataset(data_root: str, out_dir: str, num: int = 5, size: int = 1
     from panopticapi.utils import id2rgb
     from PIL import Image
 
+    from ..io import read_image, read_mask
+
     src_img = os.path.join(data_root, source, 'images')
     src_mask = os.path.join(data_root, source, 'masks')
     if not os.path.isdir(src_img):
@@ -163,8 +165,8 @@ def make_ecssd_dataset(data_root: str, out_dir: str, num: int = 5, size: int = 1
              'color': [70, 130, 180]}]
     images, pan_anns, inst_anns = [], [], []
     for image_id, name in enumerate(names, start=1):
-        img = cv2.imread(os.path.join(src_img, name + '.jpg'), cv2.IMREAD_COLOR)
-        mask = cv2.imread(os.path.join(src_mask, name + '.png'), cv2.IMREAD_GRAYSCALE)
+        img = np.ascontiguousarray(read_image(os.path.join(src_img, name + '.jpg'))[:, :, ::-1])
+        mask = read_mask(os.path.join(src_mask, name + '.png'))
         s = size / max(img.shape[:2])
         w, h = max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))
         img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)

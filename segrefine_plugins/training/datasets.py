@@ -39,6 +39,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..inference.crm import MAX_WORK_SCALE, enlarge_input, work_size
+from ..io import read_image, read_mask
 from ..masks import network_mask
 from ..options import check_float
 from .perturbation import lowres_mask, perturb_mask
@@ -88,15 +89,14 @@ def find_pairs(root: Union[str, os.PathLike]) -> List[Tuple[str, str]]:
 
 
 def read_pair(image_path: str, mask_path: str) -> Tuple[np.ndarray, np.ndarray]:
-    """Read an (H, W, 3) uint8 RGB image and its (H, W) uint8 mask; sizes must agree."""
-    bgr = cv2.imread(image_path, cv2.IMREAD_COLOR)
-    mask = cv2.imread(mask_path, cv2.IMREAD_GRAYSCALE)
-    if bgr is None or mask is None:
-        raise ValueError(f'cannot read {image_path if bgr is None else mask_path!r}')
-    if bgr.shape[:2] != mask.shape:
-        raise ValueError(f'{image_path!r} is {bgr.shape[1]}x{bgr.shape[0]} but its mask '
+    """Read an (H, W, 3) uint8 RGB image and its (H, W) uint8 mask; sizes must agree. The
+    package's readers (:func:`~segrefine_plugins.io.read_image` / ``read_mask``): a corrupt
+    or undecodable file or a colour mask raises ``ImageReadError`` (a ValueError) naming it."""
+    image, mask = read_image(image_path), read_mask(mask_path)
+    if image.shape[:2] != mask.shape:
+        raise ValueError(f'{image_path!r} is {image.shape[1]}x{image.shape[0]} but its mask '
                          f'{mask_path!r} is {mask.shape[1]}x{mask.shape[0]}')
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), mask
+    return image, mask
 
 
 def to_tensors(image: np.ndarray, coarse: np.ndarray, gt: np.ndarray,
