@@ -319,3 +319,19 @@ def test_label_maps_refuse_jpeg_and_name_palette_pngs(tmp_path):
         read_label_map(tmp_path / 'p.png')
     cv2.imwrite(str(tmp_path / 'g.png'), labels)
     np.testing.assert_array_equal(read_label_map(tmp_path / 'g.png'), labels)
+
+
+def test_colour_mask_threshold_is_a_channel_spread_of_48():
+    """Channels differing by at most MASK_MAX_CHROMA (48) levels read as gray (luminance);
+    49 is refused."""
+    from segrefine_plugins.io import MASK_MAX_CHROMA
+
+    assert MASK_MAX_CHROMA == 48
+    base = np.full((4, 4, 3), 200, np.uint8)
+    ok = base.copy()
+    ok[0, 0] = (200, 200, 152)                               # spread 48
+    assert to_mask_uint8(ok).shape == (4, 4)
+    bad = base.copy()
+    bad[0, 0] = (200, 200, 151)                              # spread 49
+    with pytest.raises(ValueError, match='up to 49 levels'):
+        to_mask_uint8(bad)

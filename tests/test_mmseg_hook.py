@@ -248,7 +248,7 @@ def test_mmseg_tools_test_reports_refined_metrics(tmp_path, checkpoint, cascadep
     assert float(found[-1]) == in_process['mIoU'] != coarse_run[0]['mIoU']
 
 
-def test_a_refining_model_is_recognised_inside_tta_and_ddp_wrappers():
+def test_a_refining_model_is_recognised_alone_and_inside_tta():
     """The hook's "no refiner configured" log is not given when the model refines itself:
     RefinedSegmentor alone or inside mmseg's SegTTAModel."""
     from mmseg.models import SegTTAModel
