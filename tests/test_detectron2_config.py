@@ -118,3 +118,19 @@ def test_unknown_refiner_option_is_a_clear_error(cascadepsp_weights):
     r.TYPE, r.CHECKPOINT, r.SCALES = 'CascadePSP', str(cascadepsp_weights), [0.5]
     with pytest.raises(ValueError, match='MODEL.SEGREFINE.REFINER'):
         build_refiner_from_cfg(cfg)
+
+
+def test_python_and_yacs_wrappers_get_the_same_roi_options():
+    """wrap_model / SegRefineWrapper without options and the yacs path with its defaults
+    refine with the same RoiOptions (min_area 0: RoiOptions' None meant the label-map
+    default 1024 on the sem_seg path of the Python wrapper only)."""
+    import torch
+
+    from segrefine_plugins.detectron2 import wrap_model, wrapper_options
+    from segrefine_plugins.detectron2.wrapper import SegRefineWrapper
+
+    stub = torch.nn.Linear(1, 1)
+    python = wrap_model(stub, None, refine_sem_seg=True).roi_options
+    yacs = SegRefineWrapper(model=stub, refiner=None, **wrapper_options(_cfg())).roi_options
+    assert python == yacs and python.min_area == 0
+    assert wrap_model(stub, None, min_area=512).roi_options.min_area == 512

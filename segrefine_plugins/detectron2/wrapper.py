@@ -223,7 +223,10 @@ class SegRefineWrapper(nn.Module):
         self.model = model
         self.refiner = refiner
         self.enabled = to_bool(enabled, 'enabled')
-        self.roi_options = RoiOptions.from_any(roi_options, **roi_kwargs)
+        roi = RoiOptions.from_any(roi_options, **roi_kwargs)
+        # min_area 0 here, as MODEL.SEGREFINE.MIN_AREA: the Python and yacs paths refine the
+        # same (RoiOptions' None would mean the label-map default 1024 on the sem_seg path)
+        self.roi_options = roi if roi.min_area is not None else roi.replace(min_area=0)
         if threads is not None:   # torch / OpenCV pools sized once (no oversubscription)
             configure_threads(threads)
         #: segments / instances that had an ROI kept coarse by the do-no-harm gate, and all
