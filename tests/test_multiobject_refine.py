@@ -584,3 +584,23 @@ def test_segment_and_class_ids_must_be_int64_integers():
         refine_label_map(image, big, BlurRefiner())
     with pytest.raises(ValueError, match='entries for 2 masks'):
         segments_to_id_map(masks, [1])
+
+
+def test_soft_inputs_need_a_soft_refiner():
+    """probs= / soft_masks= with a refiner that binarises its input (no soft_input) would
+    swap the labels' masks for the probabilities' 0.5 threshold (uniform 0.5 made a class
+    vanish): refused, as the adapters do; all-None soft maps are no soft input."""
+    labels = scene()
+    image = paint(labels)
+    probs = np.full((6,) + labels.shape, 0.5, np.float32)
+    with pytest.raises(ValueError, match='soft_input=True'):
+        refine_label_map(image, labels, BlurRefiner(), probs=probs, min_area=0)
+    truth, masks = instances()
+    with pytest.raises(ValueError, match='soft_input=True'):
+        refine_segments(paint(truth), masks, BlurRefiner(), soft_masks=masks.astype(np.float32))
+    with pytest.raises(ValueError, match='soft_input=True'):
+        refine_segments(paint(truth), masks, BlurRefiner(),
+                        soft_masks=[None, masks[1].astype(np.float32)])
+    plain = refine_segments(paint(truth), masks, BlurRefiner())
+    none = refine_segments(paint(truth), masks, BlurRefiner(), soft_masks=[None, None])
+    np.testing.assert_array_equal(none.id_map, plain.id_map)

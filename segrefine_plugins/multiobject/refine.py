@@ -397,7 +397,8 @@ def refine_label_map(image: np.ndarray, labels: np.ndarray, refiner: Refiner,
         probs: optional (C, H, W) float per-class probabilities in [0, 1] (the segmenter's
             soft output, e.g. softmax of its logits): each ROI's coarse mask is then its
             class probability (see :class:`SoftCoarse`) instead of the 0 / 255 class mask.
-            Opt-in; only a refiner with ``soft_input=True`` reads the soft values. ROIs,
+            Opt-in; needs a refiner built with ``soft_input=True`` (ValueError otherwise:
+            one without it would binarise them at 0.5, which is not the label map). ROIs,
             the gate and the fusion still come from ``labels``.
         **option_overrides: RoiOptions fields that replace those of ``options``.
 
@@ -424,6 +425,8 @@ def refine_label_map(image: np.ndarray, labels: np.ndarray, refiner: Refiner,
                                classes=wanted)
     fusion = ModifiedArgmax(labels)
     rois: List[Tuple[int, Box]] = []
+    if probs is not None:
+        _check_soft_refiner(refiner, 'probs')
     soft = None if probs is None else SoftCoarse(probs, opts.kernel_size, labels.shape)
     runner = _RoiRunner(image, refiner, opts, soft)
     fitted = (_fit_roi(roi, refiner, min_size, labels.shape) for roi in rois_iter)
@@ -445,6 +448,16 @@ def _class_ids(values: Sequence[Any], name: str) -> List[int]:
         raise ValueError(f'{name} holds class names {names}: the core takes class ids (the '
                          f'mmseg adapter resolves names against dataset_meta["classes"])')
     return [int(v) for v in values]
+
+
+def _check_soft_refiner(refiner: Refiner, what: str) -> None:
+    """ValueError unless ``refiner`` reads soft coarse masks (``soft_input=True``)."""
+    if getattr(refiner, 'soft_input', False) is not True:
+        raise ValueError(f'{what} needs a refiner built with soft_input=True: '
+                         f'{type(refiner).__name__} without it binarises its coarse mask at '
+                         f'> 127, so the probabilities would replace the labels\' masks by '
+                         f'their 0.5 threshold (e.g. build_refiner(dict(type=\'CRM\', '
+                         f'soft_input=True)))')
 
 
 def _int_id(value: Any, name: str) -> int:
@@ -534,8 +547,9 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner,
             segmenter's soft output, e.g. float ``pred_masks``), or a list of N (H, W) float
             maps / None (segments without soft values): each ROI's coarse mask is then its
             segment's probability (:class:`SoftCoarse` with ``by_index``) instead of the
-            0 / 255 mask. Opt-in; only a refiner with ``soft_input=True`` reads the values.
-            ROIs, the gate and the fusion still come from ``masks``.
+            0 / 255 mask. Opt-in; needs a refiner built with ``soft_input=True`` (as
+            ``probs`` of :func:`refine_label_map`). ROIs, the gate and the fusion still come
+            from ``masks``.
         **option_overrides: RoiOptions fields that replace those of ``options``.
 
     Returns:
@@ -562,6 +576,9 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner,
             raise ValueError(f'soft_masks must be a numpy array of the masks\' shape '
                              f'{masks.shape} or a list of {count} maps, got '
                              f'{type(soft_masks).__name__} {getattr(soft_masks, "shape", "")}')
+        if count and not (isinstance(soft_masks, (list, tuple))
+                          and all(m is None for m in soft_masks)):
+            _check_soft_refiner(refiner, 'soft_masks')
         if count:
             soft = SoftCoarse(soft_masks, opts.kernel_size, shape, by_index=True)
     background_id = int(background_id)
