@@ -134,3 +134,12 @@ def test_python_and_yacs_wrappers_get_the_same_roi_options():
     yacs = SegRefineWrapper(model=stub, refiner=None, **wrapper_options(_cfg())).roi_options
     assert python == yacs and python.min_area == 0
     assert wrap_model(stub, None, min_area=512).roi_options.min_area == 512
+
+
+def test_fast_with_crm_is_refused_like_l():
+    """REFINER.FAST is CascadePSP's: with CRM it is refused as REFINER.L is (it was silently
+    ignored)."""
+    cfg = _cfg()
+    cfg.MODEL.SEGREFINE.REFINER.FAST = True
+    with pytest.raises(ValueError, match='fast'):
+        build_refiner_from_cfg(cfg)

@@ -237,6 +237,30 @@ def test_bad_wrapper_arguments(plain):
         wrap_model(plain, object())
     with pytest.raises(ValueError, match='image_source'):
         wrap_model(plain, None, image_source='x')
+    with pytest.raises(ValueError, match="INPUT.FORMAT 'L'"):      # when built, not later
+        wrap_model(plain, None, input_format='L')
+
+
+def test_bad_images_and_scores_are_clear_errors():
+    """A float image scaled to 0..1 (refined as a black image before), a zero output size
+    (a raw cv2.error before), NaN scores on the hard sem_seg path (one-hot class 0 before)
+    and a string isthing (read as true before) raise ValueErrors naming the problem."""
+    from segrefine_plugins.detectron2.panoptic import check_segments_info
+
+    img = torch.rand(3, 40, 50)
+    with pytest.raises(ValueError, match='0..1'):
+        image_for_refiner({'image': img}, 'BGR', 'input')
+    assert image_for_refiner({'image': img * 255}, 'BGR', 'input').shape == (40, 50, 3)
+    with pytest.raises(ValueError, match='>= 1'):
+        image_for_refiner({'image': img * 255, 'height': 0, 'width': 0}, 'BGR', 'input')
+    wrapper = wrap_model(torch.nn.Identity(), build_refiner(dict(type='CRM')),
+                         refine_sem_seg=True)
+    with pytest.raises(ValueError, match='NaN'):
+        wrapper._refine_sem_seg(np.zeros((40, 50, 3), np.uint8),
+                                torch.full((3, 40, 50), float('nan')))
+    with pytest.raises(ValueError, match='"isthing" must be a bool'):
+        check_segments_info([{'id': 1, 'isthing': 'False', 'category_id': 0}])
+    check_segments_info([{'id': 1, 'isthing': False, 'category_id': 0}])
 
 
 def _record_coarse_masks(refiner):

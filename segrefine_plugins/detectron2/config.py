@@ -133,7 +133,7 @@ def refiner_config(seg_cfg: Any, default_device: str = 'cpu') -> Dict[str, Any]:
         out['checkpoint'] = rcfg.CHECKPOINT
     if int(rcfg.L) > 0:
         out['L'] = int(rcfg.L)
-    if out.get('type') == 'CascadePSP' and rcfg.FAST:
+    if rcfg.FAST:   # CascadePSP's; another type refuses it (as it refuses L)
         out['fast'] = True
     if len(rcfg.SCALES):
         out['scales'] = tuple(float(s) for s in rcfg.SCALES)

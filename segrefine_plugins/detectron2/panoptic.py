@@ -45,6 +45,9 @@ def check_segments_info(segments_info: Any) -> List[Dict[str, Any]]:
     for info in segments_info:
         if not isinstance(info, dict) or 'id' not in info or 'isthing' not in info:
             raise ValueError(f'every segments_info entry needs "id" and "isthing", got {info!r}')
+        if not isinstance(info['isthing'], (bool, np.bool_, int, np.integer)):
+            raise ValueError(f'"isthing" must be a bool, got {info["isthing"]!r} in {info!r} '
+                             f'(a string such as "False" would read as true)')
         sid = int(info['id'])
         if sid <= 0 or sid in seen:
             raise ValueError(f'segment ids must be distinct and > 0, got {sid} in '

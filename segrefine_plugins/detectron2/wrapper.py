@@ -102,6 +102,9 @@ def image_for_refiner(inp: Dict[str, Any], input_format: str = 'BGR',
                          f'{getattr(image, "shape", type(image).__name__)}')
     height = int(inp.get('height', image.shape[1]))
     width = int(inp.get('width', image.shape[2]))
+    if height < 1 or width < 1 or min(image.shape[1:]) < 1:
+        raise ValueError(f'input image {tuple(image.shape)} / output size {height}x{width}: '
+                         f'sides must be >= 1')
     same_size = tuple(image.shape[1:]) == (height, width)
     if source == 'file' or (source == 'auto' and not same_size):
         from_file = _read_file(inp.get('file_name'), (height, width))
@@ -112,8 +115,13 @@ def image_for_refiner(inp: Dict[str, Any], input_format: str = 'BGR',
                              f'at file_name={inp.get("file_name")!r}')
     arr = image.detach().cpu()
     if arr.dtype != torch.uint8:
-        if not arr.is_floating_point() or float(arr.min()) < 0 or float(arr.max()) > 255:
+        if not arr.is_floating_point() or not bool(torch.isfinite(arr).all()) \
+                or float(arr.min()) < 0 or float(arr.max()) > 255:
             raise ValueError('input "image" must be uint8, or float in 0..255')
+        if float(arr.max()) <= 1.0 and bool((arr != arr.round()).any()):
+            raise ValueError('input "image" is float with every value <= 1 and fractions: it '
+                             'looks scaled to 0..1, but detectron2 inputs are 0..255 (multiply '
+                             'by 255)')
         arr = arr.round()
     arr = arr.to(torch.uint8).permute(1, 2, 0).numpy()
     if input_format == 'BGR':
@@ -245,6 +253,8 @@ class SegRefineWrapper(nn.Module):
         self.image_source = image_source
         self.input_format = (input_format or getattr(unwrap_parallel(model), 'input_format', None)
                              or 'BGR')
+        if self.input_format not in ('BGR', 'RGB'):   # refused when built, not at the 1st image
+            raise ValueError(f'INPUT.FORMAT {self.input_format!r} is not supported (BGR or RGB)')
         post = getattr(self, 'register_state_dict_post_hook', self._register_state_dict_hook)
         post(_strip_inner_prefix)
         self.register_load_state_dict_pre_hook(_add_inner_prefix)
@@ -337,6 +347,8 @@ class SegRefineWrapper(nn.Module):
                 tuple(scores.shape[1:]) != tuple(image.shape[:2]):
             raise ValueError(f'sem_seg must be a (C, H, W) tensor of the image size '
                              f'{image.shape[:2]}, got {getattr(scores, "shape", None)}')
+        if not bool(torch.isfinite(scores).all()):
+            raise ValueError('sem_seg holds NaN / inf scores')
         labels = scores.argmax(dim=0).cpu().numpy().astype(np.int64)
         probs = sem_seg_probs(scores) if self.soft_coarse else None
         res = refine_label_map(image, labels, self.refiner,
