@@ -45,6 +45,11 @@ FORMATS = {'onnx': '.onnx', 'torchscript': '.pt'}
 #: Parts written when ``--parts`` is not given.
 DEFAULT_PARTS = {'CascadePSP': ('global', 'local'), 'CRM': ('encoder', 'mlp')}
 OPSET = 17
+#: The lowest ONNX opset the parts export with (bilinear resizing with align_corners).
+MIN_OPSET = 11
+#: Refiner arguments that change how a refiner runs, not the exported network (the export is
+#: always the fp32 torch modules): refused by the command line rather than silently ignored.
+RUNTIME_ONLY_KEYS = ('precision', 'backend', 'compile', 'channels_last')
 
 
 class Part(NamedTuple):
@@ -237,6 +242,9 @@ def export_refiner(refiner: Any, out: os.PathLike | str, fmt: str = 'onnx',
     """
     if fmt not in FORMATS:
         raise ValueError(f'format must be one of {sorted(FORMATS)}, got {fmt!r}')
+    if fmt == 'onnx' and not (isinstance(opset, int) and MIN_OPSET <= opset):
+        raise ValueError(f'opset must be an int >= {MIN_OPSET} (bilinear resizing with '
+                         f'align_corners needs it), got {opset!r}')
     available = refiner_parts(refiner, fmt)
     kind = 'CascadePSP' if 'global' in available else 'CRM'
     names = list(parts) if parts else list(DEFAULT_PARTS[kind])
@@ -328,6 +336,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     from . import build_refiner
     from .cli import _parse_set
     cfg: Dict[str, Any] = {'type': a.type, **_parse_set(a.set)}
+    ignored = sorted(k for k in cfg if k in RUNTIME_ONLY_KEYS)
+    if ignored:
+        print(f'segrefine export: error: --set {", ".join(ignored)}: the export is always the '
+              f'fp32 torch modules (choose precision / backend where the files are run)',
+              file=sys.stderr)
+        return 2
     if a.checkpoint:
         cfg['checkpoint'] = a.checkpoint
     try:

@@ -117,3 +117,17 @@ def test_export_command(tmp_path, capsys):
     assert export.main(['--type', 'CRM', '--out', str(tmp_path / 'x.onnx'),
                         '--parts', 'nope']) == 2
     assert 'unknown part' in capsys.readouterr().err
+
+
+def test_export_command_refuses_what_it_would_ignore_or_cannot_do(tmp_path, capsys):
+    """An opset below the minimum (a 256-line torch traceback before) and runtime-only
+    settings (precision / backend: silently ignored, byte-identical files) are exit 2 with one
+    line, before anything is written."""
+    for extra, match in ((['--opset', '9'], f'>= {export.MIN_OPSET}'),
+                         (['--set', "precision='bf16'"], 'fp32 torch modules'),
+                         (['--set', "backend='onnxruntime'"], 'fp32 torch modules')):
+        assert export.main(['--type', 'CRM', '--out', str(tmp_path / 'o.onnx'),
+                            '--parts', 'mlp', *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert match in err and 'Traceback' not in err
+    assert list(tmp_path.iterdir()) == []
