@@ -34,8 +34,9 @@ def test_parse_size():
     assert bench.parse_size('1920x1080', 100, 50) == (1920, 1080)
     assert bench.parse_size('2x', 3492, 2328) == (6984, 4656)
     assert bench.parse_size('0.5x', 3492, 2328) == (1746, 1164)
-    with pytest.raises(SystemExit, match='WxH or Sx'):
-        bench.parse_size('big', 10, 10)
+    for bad in ('big', '0x', '-1x', '0x100', 'axb', 'nanx'):
+        with pytest.raises(SystemExit, match='WxH or Sx'):
+            bench.parse_size(bad, 10, 10)
 
 
 def test_peak_rss_reset_and_read():
@@ -62,6 +63,11 @@ def test_usage_errors(tmp_path):
     with pytest.raises(SystemExit, match='unique'):
         bench.main(['--image', str(image), '--synthetic-weights', '--variant', 'a',
                     '--variant', 'a'])
+    # checked before any mode process runs (each failed in its child with a traceback)
+    with pytest.raises(SystemExit, match='--size'):
+        bench.main(['--image', str(image), '--synthetic-weights', '--size', '0x'])
+    with pytest.raises(SystemExit, match='needs --checkpoint or --synthetic-weights'):
+        bench.main(['--image', str(image), '--type', 'CascadePSP'])
 
 
 def test_builtin_modes_and_checks(tmp_path):

@@ -149,13 +149,19 @@ def parse_variant(text: str) -> Tuple[str, Dict[str, Any]]:
 
 def parse_size(text: str, width: int, height: int) -> Tuple[int, int]:
     """'WxH' (exact) or 'Sx' (scale both sides by S, e.g. '2x', '0.5x') -> (W, H)."""
-    if text.endswith('x'):
-        scale = float(text[:-1])
-        return max(1, round(width * scale)), max(1, round(height * scale))
-    w, sep, h = text.partition('x')
-    if not sep:
-        raise SystemExit(f'error: --size {text!r} must be WxH or Sx (e.g. 1920x1080, 2x)')
-    return int(w), int(h)
+    bad = f'error: --size {text!r} must be WxH or Sx with positive numbers (e.g. 1920x1080, 2x)'
+    try:
+        if text.endswith('x'):
+            scale = float(text[:-1])
+            if not scale > 0:
+                raise SystemExit(bad)
+            return max(1, round(width * scale)), max(1, round(height * scale))
+        w, sep, h = text.partition('x')
+        if not sep or int(w) < 1 or int(h) < 1:
+            raise SystemExit(bad)
+        return int(w), int(h)
+    except ValueError:
+        raise SystemExit(bad) from None
 
 
 # ---------------------------------------------------------------------------- memory
@@ -425,6 +431,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     reference = a.reference or names[0]
     if reference not in names:
         raise SystemExit(f'error: --reference {reference!r} is not a mode ({names})')
+
+    if a.size:
+        parse_size(a.size, 100, 100)   # the format, checked before any mode runs
+    if a.type == 'CascadePSP' and not (a.checkpoint or a.synthetic_weights) and not any(
+            'checkpoint' in m.refiner for m in modes) and 'checkpoint=' not in ' '.join(a.set):
+        raise SystemExit('error: --type CascadePSP needs --checkpoint or --synthetic-weights '
+                         '(no CascadePSP weights ship with the package)')
 
     shared: Dict[str, Any] = {'type': a.type, 'device': a.device}
     if a.L is not None:
