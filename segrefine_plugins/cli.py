@@ -171,9 +171,18 @@ def _report_files(what: str, paths: Sequence[Path], most: int = 10) -> int:
 
 
 # --------------------------------------------------------------------------- refine
+def _pairing_files(*pairings: Optional[Pairing]) -> List[Path]:
+    """Every file the pairings found, paired or not (the inputs of ``refine`` / ``eval``)."""
+    files: List[Path] = []
+    for pr in pairings:
+        if pr is not None:
+            files += [f for _, image, mask in pr.pairs for f in (image, mask)]
+            files += pr.unpaired_images + pr.unpaired_masks
+    return files
+
+
 def _check_out_dir(out: Path, pairing: Pairing) -> None:
-    inputs = [p for _, i, m in pairing.pairs for p in (i, m)]
-    inputs += pairing.unpaired_images + pairing.unpaired_masks
+    inputs = _pairing_files(pairing)
     out_real = os.path.realpath(out)
     for folder in sorted({os.path.realpath(p.parent) for p in inputs}):
         if folder == out_real:
@@ -555,38 +564,26 @@ def _pair_with_gt(gt: str, other: str, what: str) -> Pairing:
         raise UsageError(f'{what}: {e}') from None
 
 
-def _input_files(source: str) -> List[Path]:
-    """The image files ``source`` (a file or a folder, as ``eval`` reads it) holds."""
-    path = Path(source)
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        return []
-    return [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
-
-
-def _check_json_path(json_path: str, sources: Sequence[str]) -> None:
+def _check_json_path(json_path: str, inputs: Sequence[Path]) -> None:
     """UsageError, before anything is evaluated, when ``--json`` cannot be written, has an
-    image extension (a later run would read it as a mask) or would replace an image file of
-    an input (``sources``: the --gt / --pred / --coarse arguments), paired or not."""
+    image extension (a later run would read it as a mask) or is one of the ``inputs`` (the
+    files the --gt / --pred / --coarse pairings found, paired or not)."""
     problem = unwritable_reason(json_path)
     if problem:
         raise UsageError(f'--json {json_path!r}: {problem}')
     if Path(json_path).suffix.lower() in IMAGE_EXTENSIONS:
         raise UsageError(f'--json {json_path!r} has an image extension; name the report '
                          f'.json')
-    if os.path.exists(json_path):
-        for source in sources:
-            if any(os.path.samefile(json_path, p) for p in _input_files(source)):
-                raise UsageError(f'--json {json_path!r} is an input file (in {source!r}); '
-                                 f'choose another path')
+    if os.path.exists(json_path) and any(os.path.samefile(json_path, p) for p in inputs):
+        raise UsageError(f'--json {json_path!r} is an input file; choose another path')
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     pairing = _pair_with_gt(args.gt, args.pred, '--pred')
     coarse_pairing = _pair_with_gt(args.gt, args.coarse, '--coarse') if args.coarse else None
+    inputs = _pairing_files(pairing, coarse_pairing)
     if args.json:
-        _check_json_path(args.json, [args.gt, args.pred] + ([args.coarse] if args.coarse else []))
+        _check_json_path(args.json, inputs)
     # predictions without ground truth (e.g. NAME_overlay.png) are not errors: just ignored
     missing = _report_files('ground-truth masks without a prediction (not evaluated)',
                             pairing.unpaired_images)
@@ -638,7 +635,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report['per_image'] = per_image
         report['failed'] = failed
         report['missing_predictions'] = missing
-        inputs = [p for _, g, q in pairing.pairs for p in (g, q)] + list(coarse_of.values())
         try:
             os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
             write_bytes_atomic(args.json, (json.dumps(_nan_to_none(report), indent=1)

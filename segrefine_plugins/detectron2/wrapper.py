@@ -347,10 +347,11 @@ class SegRefineWrapper(nn.Module):
                 tuple(scores.shape[1:]) != tuple(image.shape[:2]):
             raise ValueError(f'sem_seg must be a (C, H, W) tensor of the image size '
                              f'{image.shape[:2]}, got {getattr(scores, "shape", None)}')
-        if not bool(torch.isfinite(scores).all()):
+        # sem_seg_probs checks the scores are finite (by blocks of rows); without it, here
+        probs = sem_seg_probs(scores) if self.soft_coarse else None
+        if probs is None and not bool(torch.isfinite(scores).all()):
             raise ValueError('sem_seg holds NaN / inf scores')
         labels = scores.argmax(dim=0).cpu().numpy().astype(np.int64)
-        probs = sem_seg_probs(scores) if self.soft_coarse else None
         res = refine_label_map(image, labels, self.refiner,
                                self.roi_options.replace(ignore_index=None), probs=probs)
         self._count(len(res.rois), res.gated)

@@ -141,6 +141,11 @@ def read_sidecar(meta: Path) -> Dict[str, Any]:
         arch = json.loads(meta.read_text(encoding='utf-8'))
     except (OSError, ValueError) as err:
         raise ValueError(f'cannot read the CRM weights sidecar {meta}: {err}') from None
+    return _sidecar_arch(arch, meta)
+
+
+def _sidecar_arch(arch: Any, meta: Path) -> Dict[str, Any]:
+    """The parsed sidecar ``arch`` of file ``meta``, checked (see :func:`read_sidecar`)."""
     blocks, width = arch.get('blocks') if isinstance(arch, dict) else None, \
         arch.get('width') if isinstance(arch, dict) else None
     if not (isinstance(blocks, list) and len(blocks) == 4
@@ -193,7 +198,7 @@ def checkpoint_sidecar(checkpoint: Any) -> Optional[Dict[str, Any]]:
         return None
     if not isinstance(data, dict) or 'blocks' not in data:
         return None
-    return read_sidecar(meta)
+    return _sidecar_arch(data, meta)
 
 
 def infer_architecture(state: Mapping[str, torch.Tensor],

@@ -613,14 +613,14 @@ def refine_segments(image: np.ndarray, masks: np.ndarray, refiner: Refiner,
     ordered = (roi for i in range(count) for roi in seg_rois[i])
     for roi, prob, gated in runner.run(ordered):
         i = roi.index
-        if prob is not None:
-            rois.append((i, roi.box))
-        if gated and prob is not None and (not gated_segments or gated_segments[-1] != i):
-            gated_segments.append(i)
-        if prob is None:
+        if prob is None:    # passed through: the segment keeps its input mask in this ROI
             if not unrefined or unrefined[-1] != i:
                 unrefined.append(i)
-            gated = True    # below: the segment keeps its input mask in this ROI
+            gated = True
+        else:
+            rois.append((i, roi.box))
+            if gated and (not gated_segments or gated_segments[-1] != i):
+                gated_segments.append(i)
         if fusion is not None and not gated:
             fusion.add(prob, roi.box, seg_ids[i], opts.stuff_scale if stuff_flags[i] else 1.0)
         if keep:
